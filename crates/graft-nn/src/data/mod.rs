@@ -1,0 +1,8 @@
+//! Data: the [`Dataset`] type and loaders for the real data sets graft ships
+//! through `cargo xtask fetch-assets`.
+
+mod dataset;
+mod loaders;
+
+pub use dataset::{Batches, Dataset, Splits};
+pub use loaders::{digits, digits_from, mnist_5k, mnist_5k_from};

@@ -1,0 +1,40 @@
+//! Device selection: `GRAFT_DEVICE=cpu|cuda|cuda:N`, else CUDA when available, else CPU.
+
+use crate::{Error, Result};
+use tch::Device;
+
+/// The device graft computes on: `GRAFT_DEVICE` if set, else CUDA if available, else CPU.
+///
+/// Fails when `GRAFT_DEVICE` names CUDA and none is available, or names
+/// something else than `cpu`, `cuda` or `cuda:N`.
+pub fn default_device() -> Result<Device> {
+    match std::env::var("GRAFT_DEVICE") {
+        Ok(v) if !v.trim().is_empty() => parse_device(&v),
+        _ => Ok(Device::cuda_if_available()),
+    }
+}
+
+/// Parses `cpu`, `cuda` or `cuda:N`, checking that a CUDA device exists.
+pub fn parse_device(text: &str) -> Result<Device> {
+    let t = text.trim().to_ascii_lowercase();
+    let device = match t.as_str() {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" | "gpu" => Device::Cuda(0),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Device::Cuda(n),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "GRAFT_DEVICE=`{text}`: expected cpu, cuda or cuda:N"
+                )));
+            }
+        },
+    };
+    let available = tch::Cuda::device_count().max(0) as usize;
+    match device {
+        Device::Cuda(n) if n >= available => Err(Error::Invalid(format!(
+            "GRAFT_DEVICE=`{text}`: {available} CUDA device(s) available (this libtorch is {})",
+            if tch::Cuda::is_available() { "CUDA-enabled" } else { "CPU-only or finds no GPU" }
+        ))),
+        d => Ok(d),
+    }
+}

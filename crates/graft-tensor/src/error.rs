@@ -1,0 +1,119 @@
+//! The one error type of graft-tensor.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in graft-tensor; variants name the file, tensor and shapes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O operation on `path` failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid safetensors file (bad length prefix, bad JSON, bad offsets).
+    #[error("{path}: not a valid safetensors file: {reason}")]
+    BadHeader {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The file is shorter (or longer) than its header says.
+    #[error("{path}: truncated or corrupt: the header describes {expected} bytes, the file holds {actual}")]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the header implies (length prefix + header + data).
+        expected: u64,
+        /// Bytes in the file.
+        actual: u64,
+    },
+    /// A tensor was asked for that the file or checkpoint does not hold.
+    #[error("tensor `{name}` not found in {path}")]
+    MissingTensor {
+        /// The tensor name.
+        name: String,
+        /// The file or checkpoint.
+        path: PathBuf,
+    },
+    /// A tensor has another shape than expected.
+    #[error("tensor `{name}` in {path}: expected shape {expected:?}, found {actual:?}")]
+    ShapeMismatch {
+        /// The tensor name.
+        name: String,
+        /// The file (or `<memory>`).
+        path: PathBuf,
+        /// The expected shape.
+        expected: Vec<usize>,
+        /// The shape found.
+        actual: Vec<usize>,
+    },
+    /// A tensor has another dtype than expected.
+    #[error("tensor `{name}` in {path}: expected dtype {expected}, found {actual}")]
+    DtypeMismatch {
+        /// The tensor name.
+        name: String,
+        /// The file (or `<memory>`).
+        path: PathBuf,
+        /// The expected dtype.
+        expected: String,
+        /// The dtype found.
+        actual: String,
+    },
+    /// A dtype that libtorch (or safetensors) cannot represent.
+    #[error("tensor `{name}`: dtype {dtype} has no counterpart in {target}")]
+    UnsupportedDtype {
+        /// The tensor name.
+        name: String,
+        /// The dtype.
+        dtype: String,
+        /// `libtorch` or `safetensors`.
+        target: &'static str,
+    },
+    /// A sharded checkpoint's index file is unusable.
+    #[error("{path}: bad shard index: {reason}")]
+    BadIndex {
+        /// The index file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A writer was used against its plan (wrong order, unknown or duplicate name, unfinished).
+    #[error("writing {path}: {reason}")]
+    BadWrite {
+        /// The file or directory being written.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A value from the user or the environment is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// A memory probe's child process failed or reported nothing.
+    #[error("memory probe `{site}`: {reason}")]
+    Probe {
+        /// The probe's site name.
+        site: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// libtorch refused an operation.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// graft-tensor's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Helpers for graft's tests (feature `testing`): a fixed-seed proptest
+//! configuration and bitwise tensor comparison.
+
+use tch::{Device, Tensor};
+
+/// A proptest configuration with `cases` cases, a fixed seed and no failure
+/// files, so CI runs the same cases every time.
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x67_72_61_66_74),
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
+
+/// The raw bytes of a tensor's elements, row-major, copied to the CPU.
+pub fn raw_bytes(t: &Tensor) -> Vec<u8> {
+    let cpu = t.to_device(Device::Cpu).contiguous();
+    let n = cpu.numel();
+    let mut out = vec![0u8; n * cpu.kind().elt_size_in_bytes()];
+    cpu.copy_data_u8(&mut out, n);
+    out
+}
+
+/// Whether two tensors have the same kind, shape and bits (NaN payloads and
+/// signed zeros included).
+pub fn bitwise_equal(a: &Tensor, b: &Tensor) -> bool {
+    a.kind() == b.kind() && a.size() == b.size() && raw_bytes(a) == raw_bytes(b)
+}

@@ -1,0 +1,48 @@
+//! Memory probes measure what they claim.
+
+use graft_tensor::memory::{peak_rss_in_child, tensor_bytes, test_args};
+use graft_tensor::tch::{Device, Kind, Tensor};
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn child_probe_sees_a_256_mib_allocation() {
+    let report = peak_rss_in_child("alloc-256", &test_args("child_probe_sees_a_256_mib_allocation"), || {
+        let t = Tensor::ones([64 * MIB as i64], (Kind::Float, Device::Cpu));
+        assert_eq!(t.numel(), 64 * MIB as usize);
+        Ok(())
+    })
+    .unwrap();
+    let delta = report.delta_bytes();
+    assert!(delta >= 250 * MIB && delta < 300 * MIB, "delta {} MiB", delta / MIB);
+    assert!(report.baseline_bytes > 0);
+}
+
+#[test]
+fn child_probe_of_nothing_is_near_zero() {
+    let report = peak_rss_in_child("nothing", &test_args("child_probe_of_nothing_is_near_zero"), || Ok(())).unwrap();
+    assert!(report.delta_bytes() < 8 * MIB, "delta {} bytes", report.delta_bytes());
+}
+
+#[test]
+fn child_probe_reports_a_failing_closure() {
+    let err = peak_rss_in_child("fails", &test_args("child_probe_reports_a_failing_closure"), || {
+        Err(graft_tensor::Error::Invalid("on purpose".into()))
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("on purpose"), "{err}");
+}
+
+#[test]
+fn tensor_bytes_counts_shared_storage_once() {
+    let a = Tensor::zeros([1000], (Kind::Float, Device::Cpu));
+    let b = Tensor::zeros([10, 10], (Kind::Double, Device::Cpu));
+    assert_eq!(tensor_bytes([&a]), 4000);
+    assert_eq!(tensor_bytes([&a, &b]), 4800);
+    let view = a.narrow(0, 100, 200);
+    let alias = a.shallow_clone();
+    assert_eq!(tensor_bytes([&a, &view, &alias]), 4000);
+    assert_eq!(tensor_bytes([&view]), 800);
+    let strided = b.tr();
+    assert_eq!(tensor_bytes([&strided]), 800);
+}
