@@ -7,9 +7,13 @@ fn main() {
         return;
     }
     let Some(libtorch) = std::env::var_os("LIBTORCH") else {
-        panic!("LIBTORCH is not set: run `cargo xtask setup` in the graft repository (it sets up libtorch 2.13.0)");
+        panic!(
+            "LIBTORCH is not set: run `cargo xtask setup` in the graft repository (it sets up libtorch 2.13.0)"
+        );
     };
-    let lib = std::path::Path::new(&libtorch).join("lib").join("libtorch_cpu.so");
+    let lib = std::path::Path::new(&libtorch)
+        .join("lib")
+        .join("libtorch_cpu.so");
     println!("cargo:rerun-if-changed={}", lib.display());
     if !lib.exists() {
         panic!(

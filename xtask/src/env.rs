@@ -9,31 +9,63 @@ use std::process::Command;
 pub fn run(args: &[String]) -> Result<()> {
     crate::reject_unknown("env", args, &[])?;
     let cache = layout::cache_dir();
-    println!("cache          {}  (GRAFT_CACHE overrides)", cache.display());
+    println!(
+        "cache          {}  (GRAFT_CACHE overrides)",
+        cache.display()
+    );
     for flavour in ["cpu", "cuda"] {
         let dir = layout::libtorch_dir(flavour);
-        let state = if setup::is_complete(&dir) { "ready" } else { "not set up" };
+        let state = if setup::is_complete(&dir) {
+            "ready"
+        } else {
+            "not set up"
+        };
         println!("libtorch {flavour:<5} {} ({state})", dir.display());
     }
     let link = layout::libtorch_link();
     match std::fs::read_link(&link) {
         Ok(target) => println!("build uses     {} -> {}", link.display(), target.display()),
-        Err(_) => println!("build uses     {} (missing: run `cargo xtask setup`)", link.display()),
+        Err(_) => println!(
+            "build uses     {} (missing: run `cargo xtask setup`)",
+            link.display()
+        ),
     }
     println!("torch version  {TORCH_VERSION} (tch 0.26)");
     for (name, what, present) in fetch_assets::status() {
-        let state = if present { "present" } else { "missing: run `cargo xtask fetch-assets`" };
+        let state = if present {
+            "present"
+        } else {
+            "missing: run `cargo xtask fetch-assets`"
+        };
         println!("asset          {name}: {what} ({state})");
     }
-    let peers_state = if peers::installed("core") { "core installed" } else { "not created" };
-    println!("python peers   {} ({peers_state})", layout::peers_dir().display());
+    let peers_state = if peers::installed("core") {
+        "core installed"
+    } else {
+        "not created"
+    };
+    println!(
+        "python peers   {} ({peers_state})",
+        layout::peers_dir().display()
+    );
     println!("python3        {}", version_of("python3", &["--version"]));
-    println!("cargo          {}", version_of(env!("CARGO"), &["--version"]));
-    println!("cores          {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    if let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") {
-        if let Some(line) = meminfo.lines().find(|l| l.starts_with("MemTotal")) {
-            println!("memory         {}", line.trim_start_matches("MemTotal:").trim());
-        }
+    println!(
+        "cargo          {}",
+        version_of(env!("CARGO"), &["--version"])
+    );
+    println!(
+        "cores          {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if let Some(line) = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal"))
+            .map(str::to_string)
+    }) {
+        println!(
+            "memory         {}",
+            line.trim_start_matches("MemTotal:").trim()
+        );
     }
     Ok(())
 }

@@ -70,7 +70,14 @@ pub fn ensure() -> Result<()> {
         fetched += 1;
     }
     if fetched == 0 {
-        step(TASK, format!("all {} assets present in {}: nothing to do", ASSETS.len(), dir.display()));
+        step(
+            TASK,
+            format!(
+                "all {} assets present in {}: nothing to do",
+                ASSETS.len(),
+                dir.display()
+            ),
+        );
     }
     layout::point_link(&layout::assets_link(), &dir)
 }

@@ -73,7 +73,8 @@ pub fn point_link(link: &Path, target: &Path) -> anyhow::Result<()> {
         if current == target {
             return Ok(());
         }
-        std::fs::remove_file(link).with_context(|| format!("removing old link {}", link.display()))?;
+        std::fs::remove_file(link)
+            .with_context(|| format!("removing old link {}", link.display()))?;
     } else if link.exists() {
         anyhow::bail!(
             "{} exists and is not a link; remove it so set-up can link it to {}",

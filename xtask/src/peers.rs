@@ -22,7 +22,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let group = match args {
         [] => "core",
         [g] => g.as_str(),
-        _ => bail!("`cargo xtask peers` takes at most one group ({})", GROUPS.join(", ")),
+        _ => bail!(
+            "`cargo xtask peers` takes at most one group ({})",
+            GROUPS.join(", ")
+        ),
     };
     let python = ensure(group)?;
     println!("{}", python.display());
@@ -37,7 +40,10 @@ pub fn python() -> PathBuf {
 /// Makes sure the peers environment exists with `group` installed; returns its Python.
 pub fn ensure(group: &str) -> Result<PathBuf> {
     if !GROUPS.contains(&group) {
-        bail!("unknown peers group `{group}` (known: {})", GROUPS.join(", "));
+        bail!(
+            "unknown peers group `{group}` (known: {})",
+            GROUPS.join(", ")
+        );
     }
     let requirements = layout::repo_root()
         .join("xtask")
@@ -49,13 +55,26 @@ pub fn ensure(group: &str) -> Result<PathBuf> {
     let marker = venv.join(format!(".graft-{group}"));
     let python = python();
     if python.exists() && fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
-        step(TASK, format!("group `{group}` already installed in {}: nothing to do", venv.display()));
+        step(
+            TASK,
+            format!(
+                "group `{group}` already installed in {}: nothing to do",
+                venv.display()
+            ),
+        );
         return Ok(python);
     }
     shell::require_python_pip()?;
     if !python.exists() {
-        step(TASK, format!("creating the peers environment {}", venv.display()));
-        let created = Command::new("python3").arg("-m").arg("venv").arg(&venv).status();
+        step(
+            TASK,
+            format!("creating the peers environment {}", venv.display()),
+        );
+        let created = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status();
         if !created.is_ok_and(|s| s.success()) {
             bail!(
                 "python3 could not create a virtual environment at {}: install venv support \
@@ -64,10 +83,20 @@ pub fn ensure(group: &str) -> Result<PathBuf> {
             );
         }
     }
-    step(TASK, format!("installing group `{group}` ({})", requirements.display()));
+    step(
+        TASK,
+        format!("installing group `{group}` ({})", requirements.display()),
+    );
     shell::run(
         Command::new(&python)
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "--only-binary=:all:", "-r"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--only-binary=:all:",
+                "-r",
+            ])
             .arg(&requirements),
     )?;
     fs::write(&marker, wanted)?;

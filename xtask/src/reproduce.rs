@@ -30,7 +30,9 @@ pub fn run(args: &[String]) -> Result<()> {
         match arg.as_str() {
             "--quick" => quick = true,
             "--seed" => seed = Some(iter.next().context("--seed needs a value")?.clone()),
-            flag if flag.starts_with('-') => bail!("`cargo xtask reproduce` does not take `{flag}`"),
+            flag if flag.starts_with('-') => {
+                bail!("`cargo xtask reproduce` does not take `{flag}`")
+            }
             name => names.push(name.to_string()),
         }
     }
@@ -39,20 +41,27 @@ pub fn run(args: &[String]) -> Result<()> {
     fetch_assets::ensure()?;
     step(TASK, "building the graft command (release)");
     shell::run(shell::cargo().args(["build", "--release", "--package", "graft-cli"]))?;
-    let graft = layout::repo_root().join("target").join("release").join("graft");
+    let graft = layout::repo_root()
+        .join("target")
+        .join("release")
+        .join("graft");
 
-    let registered: Vec<String> = shell::output(Command::new(&graft).args(["reproduce", "--list"]))?
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
+    let registered: Vec<String> =
+        shell::output(Command::new(&graft).args(["reproduce", "--list"]))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
     if names.is_empty() {
         names = registered.clone();
     }
     for name in &names {
         if !registered.contains(name) {
-            bail!("no experiment named `{name}` (registered: {})", registered.join(", "));
+            bail!(
+                "no experiment named `{name}` (registered: {})",
+                registered.join(", ")
+            );
         }
     }
 
@@ -64,7 +73,10 @@ pub fn run(args: &[String]) -> Result<()> {
         if dir.exists() {
             fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
-        step(TASK, format!("running `{name}`{}", if quick { " (quick)" } else { "" }));
+        step(
+            TASK,
+            format!("running `{name}`{}", if quick { " (quick)" } else { "" }),
+        );
         let mut cmd = Command::new(&graft);
         cmd.args(["reproduce", name, "--out"]).arg(&out);
         if quick {
@@ -82,7 +94,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut results = Vec::new();
     for name in &names {
         let path = out.join(name).join("result.json");
-        match fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
+        match fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        {
             Some(v) => results.push(v),
             None if !failures.contains(name) => {
                 eprintln!("[{TASK}] `{name}` wrote no readable {}", path.display());
@@ -122,7 +137,10 @@ fn count_claims(results: &[Value]) -> (usize, usize) {
         .filter_map(|r| r["claims"].as_array())
         .flatten()
         .collect();
-    let passed = claims.iter().filter(|c| c["pass"].as_bool() == Some(true)).count();
+    let passed = claims
+        .iter()
+        .filter(|c| c["pass"].as_bool() == Some(true))
+        .count();
     (passed, claims.len())
 }
 
@@ -144,21 +162,36 @@ pub fn render_report(results: &[Value], failures: &[String], quick: bool) -> Str
     let mut md = String::new();
     let (passed, total) = count_claims(results);
     let _ = writeln!(md, "# graft: reproduction report\n");
-    let machine = results.first().and_then(|r| r["machine"].as_str()).unwrap_or("unknown");
+    let machine = results
+        .first()
+        .and_then(|r| r["machine"].as_str())
+        .unwrap_or("unknown");
     let _ = writeln!(
         md,
         "Mode: {}. Machine: {machine}. Claims holding: {passed} of {total}.\n",
-        if quick { "quick (`--quick`, reduced sizes)" } else { "full" }
+        if quick {
+            "quick (`--quick`, reduced sizes)"
+        } else {
+            "full"
+        }
     );
     if !failures.is_empty() {
-        let _ = writeln!(md, "**Experiments that failed to run:** {}\n", failures.join(", "));
+        let _ = writeln!(
+            md,
+            "**Experiments that failed to run:** {}\n",
+            failures.join(", ")
+        );
     }
     let _ = writeln!(md, "| experiment | claim | paper | measured | holds |");
     let _ = writeln!(md, "|---|---|---|---|---|");
     for r in results {
         let experiment = cell(&r["experiment"]);
         for c in r["claims"].as_array().into_iter().flatten() {
-            let holds = if c["pass"].as_bool() == Some(true) { "yes" } else { "**NO**" };
+            let holds = if c["pass"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "**NO**"
+            };
             let _ = writeln!(
                 md,
                 "| {experiment} | {} ({}) | {} | {} | {holds} |",
@@ -180,9 +213,18 @@ pub fn render_report(results: &[Value], failures: &[String], quick: bool) -> Str
             "### {name}\n\nseed {}, {:.1} s, {}\n",
             r["seed"],
             r["wall_s"].as_f64().unwrap_or(f64::NAN),
-            if r["quick"].as_bool() == Some(true) { "quick" } else { "full" }
+            if r["quick"].as_bool() == Some(true) {
+                "quick"
+            } else {
+                "full"
+            }
         );
-        for plot in r["plots"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        for plot in r["plots"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
             let _ = writeln!(md, "![{plot}]({name}/{plot})\n");
         }
     }
@@ -206,7 +248,10 @@ mod tests {
             "plots": ["curve.svg"]
         })];
         let md = render_report(&results, &["merge".to_string()], true);
-        assert!(md.contains("| baselines | CNN accuracy (cnn) | 0.97 | 0.981 | yes |"), "{md}");
+        assert!(
+            md.contains("| baselines | CNN accuracy (cnn) | 0.97 | 0.981 | yes |"),
+            "{md}"
+        );
         assert!(md.contains("MLP \\| accuracy"), "{md}");
         assert!(md.contains("| **NO** |"));
         assert!(md.contains("| merge | failed to run |"));

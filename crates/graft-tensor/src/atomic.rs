@@ -64,7 +64,10 @@ impl AtomicFile {
 
     /// Flushes and fsyncs the temporary file without renaming it yet.
     pub fn sync(mut self) -> Result<SyncedFile> {
-        let out = self.out.take().expect("AtomicFile writer is present until sync");
+        let out = self
+            .out
+            .take()
+            .expect("AtomicFile writer is present until sync");
         let file = out
             .into_inner()
             .map_err(|e| Error::io(&self.tmp, e.into_error()))?;

@@ -33,7 +33,11 @@ pub fn parse_device(text: &str) -> Result<Device> {
     match device {
         Device::Cuda(n) if n >= available => Err(Error::Invalid(format!(
             "GRAFT_DEVICE=`{text}`: {available} CUDA device(s) available (this libtorch is {})",
-            if tch::Cuda::is_available() { "CUDA-enabled" } else { "CPU-only or finds no GPU" }
+            if tch::Cuda::is_available() {
+                "CUDA-enabled"
+            } else {
+                "CPU-only or finds no GPU"
+            }
         ))),
         d => Ok(d),
     }

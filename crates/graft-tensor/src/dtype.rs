@@ -10,7 +10,10 @@ pub const FLOAT_KINDS: [Kind; 4] = [Kind::Double, Kind::Float, Kind::Half, Kind:
 /// Parses a dtype name as PyTorch, safetensors, mergekit and PEFT spell them
 /// (`float32`, `fp32`, `f32`, `F32`, `bfloat16`, `bf16`, `half`, ...).
 pub fn parse_kind(text: &str) -> Result<Kind> {
-    let t = text.trim().trim_start_matches("torch.").to_ascii_lowercase();
+    let t = text
+        .trim()
+        .trim_start_matches("torch.")
+        .to_ascii_lowercase();
     Ok(match t.as_str() {
         "float64" | "f64" | "fp64" | "double" => Kind::Double,
         "float32" | "f32" | "fp32" | "float" => Kind::Float,

@@ -22,7 +22,9 @@ pub enum Error {
         reason: String,
     },
     /// The file is shorter (or longer) than its header says.
-    #[error("{path}: truncated or corrupt: the header describes {expected} bytes, the file holds {actual}")]
+    #[error(
+        "{path}: truncated or corrupt: the header describes {expected} bytes, the file holds {actual}"
+    )]
     Truncated {
         /// The file.
         path: PathBuf,

@@ -28,3 +28,11 @@ pub fn raw_bytes(t: &Tensor) -> Vec<u8> {
 pub fn bitwise_equal(a: &Tensor, b: &Tensor) -> bool {
     a.kind() == b.kind() && a.size() == b.size() && raw_bytes(a) == raw_bytes(b)
 }
+
+/// Serialises the tests of one test binary that seed libtorch's global
+/// generator and depend on what it draws: tests run on parallel threads and
+/// would otherwise interleave their draws.
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

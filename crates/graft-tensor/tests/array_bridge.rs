@@ -31,7 +31,11 @@ fn values_land_in_row_major_order_and_copies_are_independent() {
     assert_eq!(a.shape(), &[2, 3]);
     assert_eq!(a[[1, 0]], 3.0);
     a[[0, 0]] = 42.0;
-    assert_eq!(t.double_value(&[0, 0]), 0.0, "the array must not alias the tensor");
+    assert_eq!(
+        t.double_value(&[0, 0]),
+        0.0,
+        "the array must not alias the tensor"
+    );
     // A transposed tensor and a transposed array come across by value.
     let tt = to_array::<f64>(&t.tr()).unwrap();
     assert_eq!(tt[[2, 1]], 5.0);

@@ -7,28 +7,47 @@ const MIB: u64 = 1 << 20;
 
 #[test]
 fn child_probe_sees_a_256_mib_allocation() {
-    let report = peak_rss_in_child("alloc-256", &test_args("child_probe_sees_a_256_mib_allocation"), || {
-        let t = Tensor::ones([64 * MIB as i64], (Kind::Float, Device::Cpu));
-        assert_eq!(t.numel(), 64 * MIB as usize);
-        Ok(())
-    })
+    let report = peak_rss_in_child(
+        "alloc-256",
+        &test_args("child_probe_sees_a_256_mib_allocation"),
+        || {
+            let t = Tensor::ones([64 * MIB as i64], (Kind::Float, Device::Cpu));
+            assert_eq!(t.numel(), 64 * MIB as usize);
+            Ok(())
+        },
+    )
     .unwrap();
     let delta = report.delta_bytes();
-    assert!(delta >= 250 * MIB && delta < 300 * MIB, "delta {} MiB", delta / MIB);
+    assert!(
+        (250 * MIB..300 * MIB).contains(&delta),
+        "delta {} MiB",
+        delta / MIB
+    );
     assert!(report.baseline_bytes > 0);
 }
 
 #[test]
 fn child_probe_of_nothing_is_near_zero() {
-    let report = peak_rss_in_child("nothing", &test_args("child_probe_of_nothing_is_near_zero"), || Ok(())).unwrap();
-    assert!(report.delta_bytes() < 8 * MIB, "delta {} bytes", report.delta_bytes());
+    let report = peak_rss_in_child(
+        "nothing",
+        &test_args("child_probe_of_nothing_is_near_zero"),
+        || Ok(()),
+    )
+    .unwrap();
+    assert!(
+        report.delta_bytes() < 8 * MIB,
+        "delta {} bytes",
+        report.delta_bytes()
+    );
 }
 
 #[test]
 fn child_probe_reports_a_failing_closure() {
-    let err = peak_rss_in_child("fails", &test_args("child_probe_reports_a_failing_closure"), || {
-        Err(graft_tensor::Error::Invalid("on purpose".into()))
-    })
+    let err = peak_rss_in_child(
+        "fails",
+        &test_args("child_probe_reports_a_failing_closure"),
+        || Err(graft_tensor::Error::Invalid("on purpose".into())),
+    )
     .unwrap_err();
     assert!(err.to_string().contains("on purpose"), "{err}");
 }

@@ -75,8 +75,11 @@ fn file_written_by_graft_is_the_one_python_checked() {
     }
     let written = std::fs::read(&path).unwrap();
     let reference = std::fs::read(&committed).unwrap();
-    assert!(written == reference, "graft's bytes changed since make.py checked them; \
-        if the change is intended, regenerate with GRAFT_REGENERATE_FIXTURES=1 and rerun make.py");
+    assert!(
+        written == reference,
+        "graft's bytes changed since make.py checked them; \
+        if the change is intended, regenerate with GRAFT_REGENERATE_FIXTURES=1 and rerun make.py"
+    );
 }
 
 #[test]

@@ -15,7 +15,12 @@ fn sample_file(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("good.safetensors");
     let a = Tensor::arange(12, (Kind::Float, Device::Cpu)).reshape([3, 4]);
     let b = Tensor::arange(5, (Kind::Int64, Device::Cpu));
-    save(&path, [("a", &a), ("b", &b)], &HashMap::from([("k".into(), "v".into())])).unwrap();
+    save(
+        &path,
+        [("a", &a), ("b", &b)],
+        &HashMap::from([("k".into(), "v".into())]),
+    )
+    .unwrap();
     path
 }
 
@@ -74,7 +79,9 @@ fn truncated_data_reports_expected_and_actual_sizes() {
     let bad = dir.path().join("short.safetensors");
     std::fs::write(&bad, &bytes[..bytes.len() - 4]).unwrap();
     match SafetensorsFile::open(&bad).unwrap_err() {
-        Error::Truncated { expected, actual, .. } => {
+        Error::Truncated {
+            expected, actual, ..
+        } => {
             assert_eq!(expected, bytes.len() as u64);
             assert_eq!(actual, bytes.len() as u64 - 4);
         }
@@ -93,7 +100,9 @@ fn wrong_header_is_a_bad_header() {
     let err = SafetensorsFile::open(&bad).unwrap_err();
     assert!(matches!(err, Error::BadHeader { .. }), "{err:?}");
     let missing = SafetensorsFile::open(dir.path().join("absent.safetensors")).unwrap_err();
-    assert!(matches!(missing, Error::Io { .. }) && missing.to_string().contains("absent.safetensors"));
+    assert!(
+        matches!(missing, Error::Io { .. }) && missing.to_string().contains("absent.safetensors")
+    );
 }
 
 #[test]
@@ -103,10 +112,16 @@ fn missing_tensor_and_mismatches_name_tensor_and_file() {
     let ckpt = Checkpoint::open(&good).unwrap();
     let err = ckpt.tensor("c").unwrap_err();
     assert!(matches!(err, Error::MissingTensor { .. }));
-    assert!(err.to_string().contains("`c`") && err.to_string().contains("good.safetensors"), "{err}");
+    assert!(
+        err.to_string().contains("`c`") && err.to_string().contains("good.safetensors"),
+        "{err}"
+    );
     let err = ckpt.tensor_checked("a", Kind::Float, &[4, 3]).unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { .. }), "{err:?}");
-    assert!(err.to_string().contains("[4, 3]") && err.to_string().contains("[3, 4]"), "{err}");
+    assert!(
+        err.to_string().contains("[4, 3]") && err.to_string().contains("[3, 4]"),
+        "{err}"
+    );
     let err = ckpt.tensor_checked("a", Kind::Half, &[3, 4]).unwrap_err();
     assert!(matches!(err, Error::DtypeMismatch { .. }), "{err:?}");
     assert!(ckpt.tensor_checked("a", Kind::Float, &[3, 4]).is_ok());
@@ -136,9 +151,15 @@ fn interrupted_write_leaves_no_file() {
 
     let mut w = SafetensorsWriter::create(&path, specs, &HashMap::new()).unwrap();
     let err = w.write("b", &a).unwrap_err();
-    assert!(err.to_string().contains("expected tensor `a` next"), "{err}");
+    assert!(
+        err.to_string().contains("expected tensor `a` next"),
+        "{err}"
+    );
     let wrong = Tensor::ones([5], (Kind::Float, Device::Cpu));
-    assert!(matches!(w.write("a", &wrong).unwrap_err(), Error::ShapeMismatch { .. }));
+    assert!(matches!(
+        w.write("a", &wrong).unwrap_err(),
+        Error::ShapeMismatch { .. }
+    ));
     drop(w);
     assert!(entries(dir.path()).is_empty());
 }
@@ -147,7 +168,9 @@ fn interrupted_write_leaves_no_file() {
 fn interrupted_sharded_write_leaves_no_shard() {
     let dir = tempfile::tempdir().unwrap();
     let t = Tensor::ones([10], (Kind::Float, Device::Cpu));
-    let specs: Vec<TensorSpec> = (0..4).map(|i| TensorSpec::of(format!("w{i}"), &t).unwrap()).collect();
+    let specs: Vec<TensorSpec> = (0..4)
+        .map(|i| TensorSpec::of(format!("w{i}"), &t).unwrap())
+        .collect();
     {
         let mut w = ShardedWriter::create(dir.path(), specs, &HashMap::new(), Some(40)).unwrap();
         assert_eq!(w.shard_count(), 4);
@@ -163,11 +186,26 @@ fn sharded_index_pointing_at_a_wrong_shard_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _ = sample_file(dir.path());
     let index = dir.path().join("model.safetensors.index.json");
-    std::fs::write(&index, r#"{"weight_map": {"a": "good.safetensors", "zz": "good.safetensors"}}"#).unwrap();
+    std::fs::write(
+        &index,
+        r#"{"weight_map": {"a": "good.safetensors", "zz": "good.safetensors"}}"#,
+    )
+    .unwrap();
     let err = Checkpoint::open(dir.path()).unwrap_err();
-    assert!(matches!(err, Error::BadIndex { .. }) && err.to_string().contains("`zz`"), "{err}");
+    assert!(
+        matches!(err, Error::BadIndex { .. }) && err.to_string().contains("`zz`"),
+        "{err}"
+    );
     std::fs::write(&index, r#"{"weight_map": {"a": "../good.safetensors"}}"#).unwrap();
-    assert!(matches!(Checkpoint::open(&index).unwrap_err(), Error::BadIndex { .. }));
+    assert!(matches!(
+        Checkpoint::open(&index).unwrap_err(),
+        Error::BadIndex { .. }
+    ));
     std::fs::write(&index, r#"{"weight_map": {"a": "gone.safetensors"}}"#).unwrap();
-    assert!(Checkpoint::open(&index).unwrap_err().to_string().contains("gone.safetensors"));
+    assert!(
+        Checkpoint::open(&index)
+            .unwrap_err()
+            .to_string()
+            .contains("gone.safetensors")
+    );
 }

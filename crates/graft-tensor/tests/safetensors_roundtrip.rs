@@ -34,7 +34,10 @@ fn shape_strategy() -> impl Strategy<Value = Vec<i64>> {
 }
 
 fn metadata() -> HashMap<String, String> {
-    HashMap::from([("format".into(), "pt".into()), ("note".into(), "ünïcode ✓".into())])
+    HashMap::from([
+        ("format".into(), "pt".into()),
+        ("note".into(), "ünïcode ✓".into()),
+    ])
 }
 
 proptest! {
@@ -100,20 +103,46 @@ proptest! {
 fn shards_respect_the_size_limit_and_hf_names() {
     let dir = tempfile::tempdir().unwrap();
     let tensors: Vec<(String, Tensor)> = (0..5)
-        .map(|i| (format!("w{i}"), Tensor::ones([10], (Kind::Float, Device::Cpu)) * i))
+        .map(|i| {
+            (
+                format!("w{i}"),
+                Tensor::ones([10], (Kind::Float, Device::Cpu)) * i,
+            )
+        })
         .collect();
     // 40 bytes each, 100-byte shards: 2 + 2 + 1.
-    save_sharded(dir.path(), tensors.iter().map(|(n, t)| (n.as_str(), t)), &HashMap::new(), Some(100)).unwrap();
+    save_sharded(
+        dir.path(),
+        tensors.iter().map(|(n, t)| (n.as_str(), t)),
+        &HashMap::new(),
+        Some(100),
+    )
+    .unwrap();
     let index: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join(INDEX_FILE)).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(INDEX_FILE)).unwrap())
+            .unwrap();
     assert_eq!(index["metadata"]["total_size"], 200);
-    assert_eq!(index["weight_map"]["w0"], "model-00001-of-00003.safetensors");
-    assert_eq!(index["weight_map"]["w3"], "model-00002-of-00003.safetensors");
-    assert_eq!(index["weight_map"]["w4"], "model-00003-of-00003.safetensors");
+    assert_eq!(
+        index["weight_map"]["w0"],
+        "model-00001-of-00003.safetensors"
+    );
+    assert_eq!(
+        index["weight_map"]["w3"],
+        "model-00002-of-00003.safetensors"
+    );
+    assert_eq!(
+        index["weight_map"]["w4"],
+        "model-00003-of-00003.safetensors"
+    );
     let ckpt = Checkpoint::open(dir.path().join(INDEX_FILE)).unwrap();
     assert_eq!(ckpt.names(), ["w0", "w1", "w2", "w3", "w4"]);
     assert_eq!(ckpt.data_bytes(), 200);
-    assert!(ckpt.file_of("w4").unwrap().path().ends_with("model-00003-of-00003.safetensors"));
+    assert!(
+        ckpt.file_of("w4")
+            .unwrap()
+            .path()
+            .ends_with("model-00003-of-00003.safetensors")
+    );
 }
 
 #[test]
@@ -125,6 +154,12 @@ fn non_contiguous_and_sliced_tensors_are_written_as_their_values() {
     let sliced = base.narrow(1, 2, 3);
     save(&path, [("t", &transposed), ("s", &sliced)], &HashMap::new()).unwrap();
     let file = SafetensorsFile::open(&path).unwrap();
-    assert!(bitwise_equal(&file.tensor("t").unwrap(), &transposed.contiguous()));
-    assert!(bitwise_equal(&file.tensor("s").unwrap(), &sliced.contiguous()));
+    assert!(bitwise_equal(
+        &file.tensor("t").unwrap(),
+        &transposed.contiguous()
+    ));
+    assert!(bitwise_equal(
+        &file.tensor("s").unwrap(),
+        &sliced.contiguous()
+    ));
 }

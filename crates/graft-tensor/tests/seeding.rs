@@ -2,11 +2,12 @@
 
 use graft_tensor::seed::seed_everything;
 use graft_tensor::tch::{Device, Kind, Tensor};
-use graft_tensor::testing::bitwise_equal;
+use graft_tensor::testing::{bitwise_equal, rng_lock};
 use rand::Rng;
 
 #[test]
 fn same_seed_same_draws_other_seed_other_draws() {
+    let _rng = rng_lock();
     let mut r1 = seed_everything(11);
     let t1 = Tensor::randn([16], (Kind::Float, Device::Cpu));
     let x1: u64 = r1.random();

@@ -47,7 +47,12 @@ impl Clone for Dataset {
 
 impl Dataset {
     /// Checks shapes and label range and builds the data set.
-    pub fn new(inputs: Tensor, labels: Tensor, num_classes: i64, name: impl Into<String>) -> Result<Self> {
+    pub fn new(
+        inputs: Tensor,
+        labels: Tensor,
+        num_classes: i64,
+        name: impl Into<String>,
+    ) -> Result<Self> {
         let name = name.into();
         let n = inputs.size().first().copied().unwrap_or(0);
         if labels.size() != [n] {
@@ -58,14 +63,22 @@ impl Dataset {
         }
         let labels = labels.f_to_kind(Kind::Int64)?;
         if n > 0 {
-            let (lo, hi) = (labels.f_min()?.int64_value(&[]), labels.f_max()?.int64_value(&[]));
+            let (lo, hi) = (
+                labels.f_min()?.int64_value(&[]),
+                labels.f_max()?.int64_value(&[]),
+            );
             if lo < 0 || hi >= num_classes {
                 return Err(Error::Invalid(format!(
                     "data set `{name}`: labels span {lo}..={hi}, outside 0..{num_classes}"
                 )));
             }
         }
-        Ok(Self { inputs, labels, num_classes, name })
+        Ok(Self {
+            inputs,
+            labels,
+            num_classes,
+            name,
+        })
     }
 
     /// Number of examples.
@@ -174,7 +187,9 @@ impl Dataset {
             return Err(Error::Invalid("batch size must be positive".into()));
         }
         let order = match shuffle_seed {
-            Some(seed) => Some(Tensor::from_slice(&self.permutation(seed)).f_to_device(self.inputs.device())?),
+            Some(seed) => Some(
+                Tensor::from_slice(&self.permutation(seed)).f_to_device(self.inputs.device())?,
+            ),
             None => None,
         };
         Ok(Batches {
@@ -214,7 +229,10 @@ impl Iterator for Batches {
         let batch = match &self.order {
             Some(order) => {
                 let idx = order.narrow(0, self.next, size);
-                (self.inputs.index_select(0, &idx), self.labels.index_select(0, &idx))
+                (
+                    self.inputs.index_select(0, &idx),
+                    self.labels.index_select(0, &idx),
+                )
             }
             None => (
                 self.inputs.narrow(0, self.next, size),

@@ -54,16 +54,24 @@ fn read_csv_gz(path: &Path, features: usize, scale: f32) -> Result<(Vec<f32>, Ve
         }
         let fields: Vec<&str> = line.split(',').collect();
         if fields.len() != features + 1 {
-            return Err(bad(i + 1, format!("{} fields, expected {}", fields.len(), features + 1)));
+            return Err(bad(
+                i + 1,
+                format!("{} fields, expected {}", fields.len(), features + 1),
+            ));
         }
         for f in &fields[..features] {
-            let v: f32 = f.trim().parse().map_err(|_| bad(i + 1, format!("`{f}` is not a number")))?;
+            let v: f32 = f
+                .trim()
+                .parse()
+                .map_err(|_| bad(i + 1, format!("`{f}` is not a number")))?;
             pixels.push(v / scale);
         }
-        let label: f64 = fields[features]
-            .trim()
-            .parse()
-            .map_err(|_| bad(i + 1, format!("label `{}` is not a number", fields[features])))?;
+        let label: f64 = fields[features].trim().parse().map_err(|_| {
+            bad(
+                i + 1,
+                format!("label `{}` is not a number", fields[features]),
+            )
+        })?;
         labels.push(label as i64);
     }
     if labels.is_empty() {

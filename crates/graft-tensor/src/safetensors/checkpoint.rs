@@ -96,7 +96,10 @@ impl Checkpoint {
                     "`weight_map[{name}]` = `{file}` points outside the checkpoint directory"
                 )));
             }
-            by_file.entry(file.to_string()).or_default().push(name.clone());
+            by_file
+                .entry(file.to_string())
+                .or_default()
+                .push(name.clone());
         }
         let mut files = Vec::with_capacity(by_file.len());
         let mut location = HashMap::new();
@@ -157,10 +160,13 @@ impl Checkpoint {
 
     /// The file that holds `name`.
     pub fn file_of(&self, name: &str) -> Result<&SafetensorsFile> {
-        let &i = self.location.get(name).ok_or_else(|| Error::MissingTensor {
-            name: name.to_string(),
-            path: self.path.clone(),
-        })?;
+        let &i = self
+            .location
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor {
+                name: name.to_string(),
+                path: self.path.clone(),
+            })?;
         Ok(&self.files[i])
     }
 

@@ -183,7 +183,11 @@ fn storage_order(header: &[u8], metadata: &Metadata) -> Vec<String> {
     let mut names = metadata.offset_keys();
     names.sort_by_key(|n| {
         let offsets = metadata.info(n).map_or((0, 0), |i| i.data_offsets);
-        (offsets.0, offsets.1, position.get(n.as_str()).copied().unwrap_or(usize::MAX))
+        (
+            offsets.0,
+            offsets.1,
+            position.get(n.as_str()).copied().unwrap_or(usize::MAX),
+        )
     });
     names
 }

@@ -114,7 +114,9 @@ impl SafetensorsWriter {
             }),
             None => Err(Error::BadWrite {
                 path: self.out.dest().to_path_buf(),
-                reason: format!("tensor `{name}` was not declared (all declared tensors are written)"),
+                reason: format!(
+                    "tensor `{name}` was not declared (all declared tensors are written)"
+                ),
             }),
         }
     }
@@ -186,7 +188,10 @@ fn header_bytes(
     let mut entries = Vec::with_capacity(infos.len() + 1);
     if !metadata.is_empty() {
         let sorted: BTreeMap<&String, &String> = metadata.iter().collect();
-        entries.push(format!("\"__metadata__\":{}", serde_json::to_string(&sorted).map_err(json_err)?));
+        entries.push(format!(
+            "\"__metadata__\":{}",
+            serde_json::to_string(&sorted).map_err(json_err)?
+        ));
     }
     for (name, info) in &infos {
         entries.push(format!(
@@ -218,7 +223,10 @@ pub fn plan_shards(specs: &[TensorSpec], max_shard_bytes: Option<u64>) -> Vec<Ve
                 size = 0;
             }
         }
-        shards.last_mut().expect("at least one shard").push(spec.clone());
+        shards
+            .last_mut()
+            .expect("at least one shard")
+            .push(spec.clone());
         size += n;
     }
     shards
@@ -298,7 +306,10 @@ impl ShardedWriter {
     }
 
     fn advance(&mut self) -> Result<()> {
-        while self.current.as_ref().is_some_and(SafetensorsWriter::is_complete)
+        while self
+            .current
+            .as_ref()
+            .is_some_and(SafetensorsWriter::is_complete)
             && self.shard + 1 < self.plan.len()
         {
             let finished = self.current.take().expect("checked above");
@@ -341,7 +352,9 @@ impl ShardedWriter {
                 .unwrap_or_default();
             return Err(Error::BadWrite {
                 path: self.dir.clone(),
-                reason: format!("declared tensors unwritten, starting with `{missing}`; nothing was written"),
+                reason: format!(
+                    "declared tensors unwritten, starting with `{missing}`; nothing was written"
+                ),
             });
         }
         let last = self.current.take().expect("checked above");
@@ -363,4 +376,3 @@ impl ShardedWriter {
         Ok(())
     }
 }
-

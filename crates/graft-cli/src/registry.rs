@@ -1,0 +1,23 @@
+//! The registry of experiments `graft reproduce` can run.
+
+use anyhow::Result;
+use graft_nn::experiment::{ExperimentContext, Outcome};
+
+/// One registered experiment.
+pub struct Experiment {
+    /// The name used on the command line and as the output directory.
+    pub name: &'static str,
+    /// What it reproduces, in one line.
+    pub about: &'static str,
+    /// Runs it.
+    pub run: fn(&ExperimentContext) -> Result<Outcome>,
+}
+
+/// Every experiment, in report order.
+pub fn experiments() -> Vec<Experiment> {
+    vec![Experiment {
+        name: "baselines",
+        about: "digits and MNIST-5k classifiers (MLP, CNN) that merging and unlearning start from",
+        run: |ctx| Ok(graft_nn::experiments::baselines::run(ctx)?),
+    }]
+}

@@ -1,0 +1,3 @@
+//! Experiments that live in graft-nn.
+
+pub mod baselines;
