@@ -36,3 +36,30 @@ pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// Turns one test body into a CPU test and a CUDA test (candle's
+/// `test_device!` pattern). The body is a function `fn(Device)`; the CUDA
+/// test prints a message and returns when no GPU is present.
+///
+/// ```ignore
+/// fn adds(device: Device) { assert_eq!((Tensor::ones([2], (Kind::Float, device)) * 2).sum(Kind::Float).double_value(&[]), 4.0) }
+/// graft_tensor::test_device!(adds, adds_cpu, adds_cuda);
+/// ```
+#[macro_export]
+macro_rules! test_device {
+    ($body:ident, $cpu:ident, $cuda:ident) => {
+        #[test]
+        fn $cpu() {
+            $body($crate::tch::Device::Cpu);
+        }
+
+        #[test]
+        fn $cuda() {
+            if !$crate::tch::Cuda::is_available() {
+                eprintln!("skipped {}: no CUDA device", stringify!($cuda));
+                return;
+            }
+            $body($crate::tch::Device::Cuda(0));
+        }
+    };
+}

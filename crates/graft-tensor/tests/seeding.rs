@@ -21,3 +21,14 @@ fn same_seed_same_draws_other_seed_other_draws() {
     assert!(!bitwise_equal(&t1, &t3));
     assert_ne!(x1, r3.random::<u64>());
 }
+
+fn seeded_draws_repeat_on(device: Device) {
+    let _rng = rng_lock();
+    seed_everything(3);
+    let a = Tensor::rand([8], (Kind::Float, device));
+    seed_everything(3);
+    let b = Tensor::rand([8], (Kind::Float, device));
+    assert!(bitwise_equal(&a, &b), "draws on {device:?} must repeat");
+}
+
+graft_tensor::test_device!(seeded_draws_repeat_on, seeded_draws_repeat_on_cpu, seeded_draws_repeat_on_cuda);
