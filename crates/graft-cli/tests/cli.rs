@@ -13,7 +13,10 @@ fn graft(args: &[&str]) -> std::process::Output {
 fn reproduce_lists_the_registered_experiments() {
     let out = graft(&["reproduce", "--list"]);
     assert!(out.status.success());
-    let names: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
     assert!(names.contains(&"baselines".to_string()), "{names:?}");
 }
 
@@ -22,5 +25,8 @@ fn unknown_experiment_is_refused_with_the_registered_names() {
     let out = graft(&["reproduce", "no-such-experiment"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no-such-experiment") && err.contains("baselines"), "{err}");
+    assert!(
+        err.contains("no-such-experiment") && err.contains("baselines"),
+        "{err}"
+    );
 }

@@ -31,4 +31,8 @@ fn seeded_draws_repeat_on(device: Device) {
     assert!(bitwise_equal(&a, &b), "draws on {device:?} must repeat");
 }
 
-graft_tensor::test_device!(seeded_draws_repeat_on, seeded_draws_repeat_on_cpu, seeded_draws_repeat_on_cuda);
+graft_tensor::test_device!(
+    seeded_draws_repeat_on,
+    seeded_draws_repeat_on_cpu,
+    seeded_draws_repeat_on_cuda
+);
