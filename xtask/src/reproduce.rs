@@ -42,7 +42,10 @@ pub fn run(args: &[String]) -> Result<()> {
     // `cargo test --no-run` rather than `cargo build -p graft-cli`: the same
     // feature resolution as `cargo xtask test`, so the two share one build
     // (graft-cli's integration tests make it build target/release/graft).
-    step(TASK, "building the graft command (release, shared with `cargo xtask test`)");
+    step(
+        TASK,
+        "building the graft command (release, shared with `cargo xtask test`)",
+    );
     shell::run(shell::cargo().args(["test", "--workspace", "--release", "--no-run"]))?;
     let graft = layout::repo_root()
         .join("target")
