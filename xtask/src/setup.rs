@@ -182,18 +182,7 @@ fn extract_cuda_dependencies(lib: &Path) -> Result<()> {
         "--python-version",
         "3.11",
     ])
-    .args([
-        "--platform",
-        "manylinux_2_28_x86_64",
-        "--platform",
-        "manylinux_2_17_x86_64",
-    ])
-    .args([
-        "--platform",
-        "manylinux2014_x86_64",
-        "--platform",
-        "manylinux_2_27_x86_64",
-    ])
+    .args(crate::wheel::platform_args())
     .args(["--disable-pip-version-check", "--progress-bar", "on", "-d"])
     .arg(&dir)
     .arg(TORCH.requirement);

@@ -19,13 +19,17 @@ pub struct Wheel {
     pub sha256: &'static str,
 }
 
-/// Platform tags passed to pip, so the same wheel is chosen whatever Python the user has.
-const PLATFORMS: [&str; 4] = [
-    "manylinux_2_28_x86_64",
-    "manylinux_2_25_x86_64",
-    "manylinux_2_17_x86_64",
-    "manylinux2014_x86_64",
-];
+/// Platform tags passed to pip, so the same wheels are chosen whatever Python
+/// the user has: every manylinux tag a glibc-2.28 x86_64 system accepts.
+pub fn platform_args() -> Vec<String> {
+    let mut args = Vec::new();
+    for minor in (17..=28).rev() {
+        args.push("--platform".to_string());
+        args.push(format!("manylinux_2_{minor}_x86_64"));
+    }
+    args.extend(["--platform".to_string(), "manylinux2014_x86_64".to_string()]);
+    args
+}
 
 impl Wheel {
     /// The wheel's path in the download cache, downloading and checking it when needed.
@@ -49,9 +53,7 @@ impl Wheel {
                     "on",
                     "--disable-pip-version-check",
                 ]);
-            for platform in PLATFORMS {
-                pip.args(["--platform", platform]);
-            }
+            pip.args(platform_args());
             pip.arg("-d").arg(&dir).arg(self.requirement);
             shell::run(&mut pip)?;
             if !path.exists() {
