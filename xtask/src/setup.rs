@@ -139,7 +139,10 @@ fn assemble(flavour: &str, dir: &Path) -> Result<()> {
             std::os::unix::fs::symlink("libtorch_cpu.so", tmp.join("lib").join("libtorch.so"))?;
         }
         "cuda" => {
-            let libs = archive.members("torch/lib/", |n| n.contains(".so"));
+            // libtorch_python.so needs libpython and only serves Python extensions.
+            let libs = archive.members("torch/lib/", |n| {
+                n.contains(".so") && !n.ends_with("libtorch_python.so")
+            });
             for member in libs {
                 let name = member.trim_start_matches("torch/lib/");
                 step(TASK, format!("extracting lib/{name}"));

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 /// Seeds libtorch's generators with `seed` and returns a ChaCha8 RNG seeded from it.
 pub fn seed_everything(seed: u64) -> ChaCha8Rng {
     tch::manual_seed(seed as i64);
-    if tch::Cuda::is_available() {
+    if crate::device::load_cuda_library() && tch::Cuda::is_available() {
         tch::Cuda::manual_seed_all(seed);
     }
     ChaCha8Rng::seed_from_u64(seed)

@@ -55,7 +55,7 @@ macro_rules! test_device {
 
         #[test]
         fn $cuda() {
-            if !$crate::tch::Cuda::is_available() {
+            if !($crate::device::load_cuda_library() && $crate::tch::Cuda::is_available()) {
                 eprintln!("skipped {}: no CUDA device", stringify!($cuda));
                 return;
             }
