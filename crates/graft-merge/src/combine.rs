@@ -1,0 +1,90 @@
+//! Combining sparsified deltas: weighted sums, sign votes, disjoint means.
+
+use crate::VoteRule;
+
+/// mergekit's `generalized_task_arithmetic` combine (spec §6): `D_i = w_i δ̃_i`;
+/// with a vote, `s = +1` where the vote is `≥ 0` else `−1`, `M_i = [sgn D_i = s]`
+/// (zeros excluded), `mix = Σ M_i D_i`, `div = Σ M_i w_i` (0 → 1); without,
+/// `mix = Σ D_i`, `div = Σ w_i` (`|div| < 1e-8` → 1). `normalize` divides by
+/// `div`. Sums run over the models in the order given.
+pub(crate) fn mergekit(
+    deltas: &[Vec<f32>],
+    weights: &[f32],
+    vote: Option<VoteRule>,
+    normalize: bool,
+) -> Vec<f32> {
+    let n = deltas.first().map_or(0, Vec::len);
+    let mut out = vec![0.0f32; n];
+    let mut d = vec![0.0f32; deltas.len()];
+    for p in 0..n {
+        for (i, delta) in deltas.iter().enumerate() {
+            d[i] = weights[i] * delta[p];
+        }
+        let (mix, div) = match vote {
+            Some(rule) => {
+                let tally: f32 = match rule {
+                    VoteRule::Sum => d.iter().sum(),
+                    VoteRule::Count => d.iter().map(|x| sign(*x)).sum(),
+                };
+                let s = if tally >= 0.0 { 1.0 } else { -1.0 };
+                let (mut mix, mut div) = (0.0f32, 0.0f32);
+                for (i, &x) in d.iter().enumerate() {
+                    if sign(x) == s {
+                        mix += x;
+                        div += weights[i];
+                    }
+                }
+                (mix, if div == 0.0 { 1.0 } else { div })
+            }
+            None => {
+                let div: f32 = weights.iter().sum();
+                (d.iter().sum(), if div.abs() < 1e-8 { 1.0 } else { div })
+            }
+        };
+        out[p] = if normalize { mix / div } else { mix };
+    }
+    out
+}
+
+/// The TIES reference code's elect and disjoint mean over trimmed deltas:
+/// `γ = sgn(Σ_i τ̂_i)`, where 0 the sign of `Σ_p γ_p` over the whole segment;
+/// keep `τ̂_i,p` of sign `γ_p` (where `γ_p` is still 0, the negative ones, as
+/// the reference's `where(γ > 0, τ̂ > 0, τ̂ < 0)` does); mean over the kept
+/// non-zero entries (0 where none).
+pub(crate) fn ties_reference(trimmed: &[Vec<f32>]) -> Vec<f32> {
+    let n = trimmed.first().map_or(0, Vec::len);
+    let mut gamma: Vec<f32> = (0..n)
+        .map(|p| sign(trimmed.iter().map(|t| t[p]).sum()))
+        .collect();
+    let majority = sign(gamma.iter().sum());
+    for g in &mut gamma {
+        if *g == 0.0 {
+            *g = majority;
+        }
+    }
+    (0..n)
+        .map(|p| {
+            let (mut sum, mut count) = (0.0f32, 0u32);
+            for t in trimmed {
+                let x = t[p];
+                let agrees = if gamma[p] > 0.0 { x > 0.0 } else { x < 0.0 };
+                if agrees {
+                    sum += x;
+                    count += 1;
+                }
+            }
+            sum / count.max(1) as f32
+        })
+        .collect()
+}
+
+/// The sign of `x` as torch computes it: −1, 0 or +1 (−0.0 gives 0).
+pub(crate) fn sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}

@@ -1,0 +1,61 @@
+//! The one error type of graft-merge.
+
+/// What can go wrong in a merge; variants name the tensor and the bad value.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A density, drop rate, ratio or weight outside its range.
+    #[error("tensor `{tensor}`: {what}")]
+    BadParameter {
+        /// The tensor (segment) being merged.
+        tensor: String,
+        /// What is out of range, with the value.
+        what: String,
+    },
+    /// Deltas of different lengths for one tensor.
+    #[error("tensor `{tensor}`: model `{model}` has {got} elements, `{first}` has {expected}")]
+    LengthMismatch {
+        /// The tensor.
+        tensor: String,
+        /// The first model.
+        first: String,
+        /// Its length.
+        expected: usize,
+        /// The mismatching model.
+        model: String,
+        /// Its length.
+        got: usize,
+    },
+    /// A magnitude trim would keep nothing (`floor(density · n) = 0`).
+    #[error(
+        "tensor `{tensor}`: density {density} keeps floor({density} x {numel}) = 0 entries; raise the density"
+    )]
+    EmptyTrim {
+        /// The tensor.
+        tensor: String,
+        /// The density asked for.
+        density: f64,
+        /// Elements in the tensor.
+        numel: usize,
+    },
+    /// A non-finite value in an input delta or in the result.
+    #[error("tensor `{tensor}`: non-finite value {value} at element {index} {place}")]
+    NonFinite {
+        /// The tensor.
+        tensor: String,
+        /// The value.
+        value: f32,
+        /// Its flat index.
+        index: usize,
+        /// `in model \`x\`` or `in the result`.
+        place: String,
+    },
+    /// Two models share an identifier (their random streams would coincide).
+    #[error("models must have distinct identifiers; `{0}` appears twice")]
+    DuplicateModel(String),
+    /// No models to merge.
+    #[error("tensor `{0}`: no models to merge")]
+    NoModels(String),
+}
+
+/// graft-merge's result type.
+pub type Result<T> = std::result::Result<T, Error>;

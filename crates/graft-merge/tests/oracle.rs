@@ -1,0 +1,296 @@
+//! The engine against an f64 re-computation of the spec's equations (§6,
+//! mergekit compat; §2 reference TIES; §4 PCB), written here independently.
+
+use graft_merge::rng::{stable_hash, stream_key, uniform};
+use graft_merge::{Compat, Delta, MergeParams, Method, PcbParams, Rescale, merge_segment};
+use graft_tensor::testing::proptest_config;
+use proptest::prelude::*;
+
+/// bf16-representable values in a moderate range, with exact zeros and repeats.
+fn value() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        1 => Just(0.0f32),
+        1 => Just(-0.0f32),
+        1 => Just(0.5f32),
+        6 => (-3.0f32..3.0).prop_map(|x| f32::from_bits(x.to_bits() & 0xffff_0000)),
+    ]
+}
+
+fn case(max_models: usize) -> impl Strategy<Value = (Vec<f32>, Vec<Vec<f32>>, Vec<f32>)> {
+    (1usize..=max_models, 1usize..=24).prop_flat_map(|(n, d)| {
+        (
+            prop::collection::vec(value(), d),
+            prop::collection::vec(prop::collection::vec(value(), d), n),
+            prop::collection::vec(
+                prop_oneof![Just(1.0f32), Just(0.5), Just(-0.5), Just(2.0)],
+                n,
+            ),
+        )
+    })
+}
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("model-{i}")).collect()
+}
+
+fn models<'a>(ids: &'a [String], xs: &'a [Vec<f32>], w: &[f32], density: f64) -> Vec<Delta<'a>> {
+    ids.iter()
+        .zip(xs)
+        .zip(w)
+        .map(|((id, x), &w)| Delta {
+            id: id.clone(),
+            weight: w,
+            density,
+            values: x,
+        })
+        .collect()
+}
+
+/// Order the oracle sums in: the engine's canonical order.
+fn canonical(ids: &[String]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| (stable_hash(&ids[i]), ids[i].clone()));
+    order
+}
+
+fn sgn(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// §6 with sparsified deltas given: vote or not, normalize, lambda.
+fn oracle_mergekit(
+    base: &[f32],
+    sparse: &[Vec<f64>],
+    w: &[f32],
+    vote: bool,
+    normalize: bool,
+    lambda: f64,
+) -> Vec<f64> {
+    (0..base.len())
+        .map(|p| {
+            let d: Vec<f64> = sparse
+                .iter()
+                .zip(w)
+                .map(|(s, &w)| f64::from(w) * s[p])
+                .collect();
+            let (mix, div) = if vote {
+                let s = if d.iter().sum::<f64>() >= 0.0 {
+                    1.0
+                } else {
+                    -1.0
+                };
+                let mix: f64 = d.iter().filter(|x| sgn(**x) == s).sum();
+                let div: f64 = d
+                    .iter()
+                    .zip(w)
+                    .filter(|(x, _)| sgn(**x) == s)
+                    .map(|(_, &w)| f64::from(w))
+                    .sum();
+                (mix, if div == 0.0 { 1.0 } else { div })
+            } else {
+                let div: f64 = w.iter().map(|&w| f64::from(w)).sum();
+                (d.iter().sum(), if div.abs() < 1e-8 { 1.0 } else { div })
+            };
+            f64::from(base[p]) + lambda * if normalize { mix / div } else { mix }
+        })
+        .collect()
+}
+
+fn deltas64(base: &[f32], xs: &[Vec<f32>]) -> Vec<Vec<f64>> {
+    xs.iter()
+        .map(|x| {
+            x.iter()
+                .zip(base)
+                .map(|(a, b)| f64::from(*a) - f64::from(*b))
+                .collect()
+        })
+        .collect()
+}
+
+fn close(engine: &[f32], oracle: &[f64], scale: f64) -> Result<(), TestCaseError> {
+    for (p, (&e, &o)) in engine.iter().zip(oracle).enumerate() {
+        let tol = 1e-5 * (1.0 + o.abs() + scale);
+        prop_assert!(
+            (f64::from(e) - o).abs() <= tol,
+            "element {}: engine {} vs oracle {}",
+            p,
+            e,
+            o
+        );
+    }
+    Ok(())
+}
+
+fn scale(xs: &[Vec<f32>], base: &[f32]) -> f64 {
+    xs.iter()
+        .chain(std::iter::once(&base.to_vec()))
+        .flatten()
+        .fold(0.0f64, |m, x| m.max(f64::from(x.abs())))
+        * 8.0
+}
+
+proptest! {
+    #![proptest_config(proptest_config(64))]
+
+    #[test]
+    fn task_arithmetic_and_linear_match_the_oracle((base, xs, w) in case(4), lambda in prop_oneof![Just(1.0f32), Just(0.3), Just(-1.0)]) {
+        let ids = ids(xs.len());
+        let ms = models(&ids, &xs, &w, 1.0);
+        let order = canonical(&ids);
+        let (xs_c, w_c): (Vec<Vec<f32>>, Vec<f32>) = order.iter().map(|&i| (xs[i].clone(), w[i])).unzip();
+        for normalize in [false, true] {
+            let params = MergeParams { lambda, normalize: Some(normalize), ..MergeParams::default() };
+            let got = merge_segment(&Method::TaskArithmetic, &params, "t", &base, &ms).unwrap();
+            close(&got, &oracle_mergekit(&base, &deltas64(&base, &xs_c), &w_c, false, normalize, f64::from(lambda)), scale(&xs, &base))?;
+        }
+        let lin = merge_segment(&Method::Linear, &MergeParams::default(), "t", &base, &ms).unwrap();
+        let zero = vec![0.0f32; base.len()];
+        let raw: Vec<Vec<f64>> = xs_c.iter().map(|x| x.iter().map(|&v| f64::from(v)).collect()).collect();
+        close(&lin, &oracle_mergekit(&zero, &raw, &w_c, false, true, 1.0), scale(&xs, &base))?;
+    }
+
+    #[test]
+    fn ties_matches_the_oracle((base, xs, w) in case(4), density in prop_oneof![Just(1.0f64), Just(0.5), Just(0.3)]) {
+        let ids = ids(xs.len());
+        let ms = models(&ids, &xs, &w, density);
+        let order = canonical(&ids);
+        let d = base.len();
+        let keep = (density * d as f64).floor() as usize;
+        prop_assume!(keep > 0);
+        // Exact top-K by |δ| (computed in f32 as the engine does), ties by index.
+        let sparse: Vec<Vec<f64>> = order.iter().map(|&i| {
+            let delta: Vec<f32> = xs[i].iter().zip(&base).map(|(x, b)| x - b).collect();
+            let mut idx: Vec<usize> = (0..d).collect();
+            idx.sort_by(|&a, &b| delta[b].abs().total_cmp(&delta[a].abs()).then(a.cmp(&b)));
+            let mut out = vec![0.0f64; d];
+            for &p in &idx[..keep.min(d)] { out[p] = f64::from(delta[p]); }
+            out
+        }).collect();
+        let w_c: Vec<f32> = order.iter().map(|&i| w[i]).collect();
+        let got = merge_segment(&Method::Ties, &MergeParams::default(), "t", &base, &ms).unwrap();
+        close(&got, &oracle_mergekit(&base, &sparse, &w_c, true, true, 1.0), scale(&xs, &base))?;
+    }
+
+    #[test]
+    fn dare_with_the_counter_masks_matches_the_oracle((base, xs, w) in case(3), density in prop_oneof![Just(0.9f64), Just(0.5), Just(0.1)], seed in 0u64..50) {
+        let ids = ids(xs.len());
+        let ms = models(&ids, &xs, &w, density);
+        let order = canonical(&ids);
+        let w_c: Vec<f32> = order.iter().map(|&i| w[i]).collect();
+        for (rescale, ties) in [(Rescale::InverseKeep, false), (Rescale::None, false), (Rescale::L1, true)] {
+            let sparse: Vec<Vec<f64>> = order.iter().map(|&i| {
+                let stream = stream_key(seed, stable_hash(&ids[i]), stable_hash("layer.w"));
+                let delta: Vec<f64> = xs[i].iter().zip(&base).map(|(x, b)| f64::from(x - b)).collect();
+                let masked: Vec<f64> = delta.iter().enumerate().map(|(e, &v)| if uniform(stream, e as u64) < 1.0 - density { 0.0 } else { v }).collect();
+                let factor = match rescale {
+                    Rescale::InverseKeep => 1.0 / density,
+                    Rescale::L1 => {
+                        let (a, b): (f64, f64) = (delta.iter().map(|x| x.abs()).sum(), masked.iter().map(|x| x.abs()).sum());
+                        if a < 1e-7 || b < 1e-7 { 1.0 } else { a / b }
+                    }
+                    _ => 1.0,
+                };
+                masked.iter().map(|x| x * factor).collect()
+            }).collect();
+            let params = MergeParams { rescale: Some(rescale), seed, ..MergeParams::default() };
+            let method = if ties { Method::DareTies } else { Method::DareLinear };
+            let got = merge_segment(&method, &params, "layer.w", &base, &ms).unwrap();
+            close(&got, &oracle_mergekit(&base, &sparse, &w_c, ties, false, 1.0), scale(&xs, &base) * 20.0)?;
+        }
+    }
+}
+
+#[test]
+fn reference_ties_follows_the_papers_code_on_a_worked_example() {
+    // Deltas (base 0): after a k = 2/3 trim (keep 2 of 3 per model):
+    // a = [3, -1, 0] -> [3, -1, 0]; b = [-2, -4, 0.5] -> [-2, -4, 0]; c = [1, 0, -6] -> [1, 0, -6].
+    let (a, b, c) = (
+        [3.0f32, -1.0, 0.0],
+        [-2.0f32, -4.0, 0.5],
+        [1.0f32, 0.0, -6.0],
+    );
+    let ms: Vec<Delta> = [("a", &a[..]), ("b", &b[..]), ("c", &c[..])]
+        .iter()
+        .map(|(id, v)| Delta {
+            id: id.to_string(),
+            weight: 1.0,
+            density: 2.0 / 3.0,
+            values: v,
+        })
+        .collect();
+    let params = MergeParams {
+        compat: Compat::Paper,
+        ..MergeParams::default()
+    };
+    let got = graft_merge::merge(&Method::Ties, &params, "seg", &ms).unwrap();
+    // γ = sgn([2, -5, -6]) = [+, -, -]; means: [(3+1)/2, (-1-4)/2, -6].
+    assert_eq!(got, vec![2.0, -2.5, -6.0]);
+}
+
+#[test]
+fn pcb_matches_a_hand_computation_for_one_model() {
+    // n = 1, c = 0 (no clamp), r = 0.5 on d = 4: β = exp(u²)·tanh(δ²) increases
+    // with |δ|. The threshold t is β at ascending index floor((1 − r)·d) = 2, i.e.
+    // |1.0|'s; s = (β − t)/(M − t) is positive only above it: d − 1 − 2 = 1 entry,
+    // |−2.0|, with s = 1, so Δ there is λ·δc = −2 and 0 elsewhere.
+    let d = [0.5f32, -2.0, 1.0, 0.1];
+    let ms = [Delta::new("only", &d)];
+    let params = MergeParams {
+        lambda: 1.0,
+        ..MergeParams::default()
+    };
+    let method = Method::Pcb(PcbParams {
+        keep_ratio: 0.5,
+        clamp_ratio: 0.0,
+    });
+    let got = graft_merge::merge(&method, &params, "seg", &ms).unwrap();
+    assert_eq!(got, vec![0.0, -2.0, 0.0, 0.0]);
+}
+
+#[test]
+fn mergekit_ties_elects_plus_on_a_zero_vote_and_weights_vote() {
+    let (a, b) = ([1.0f32], [-1.0f32]);
+    let ms = [Delta::new("a", &a), Delta::new("b", &b)];
+    // Σ D = 0: mergekit elects +1, keeps `a`, normalises by its weight.
+    assert_eq!(
+        graft_merge::merge(&Method::Ties, &MergeParams::default(), "t", &ms).unwrap(),
+        vec![1.0]
+    );
+    // Weights enter the vote (mergekit issue #474): 0.5·1 − 2·1 < 0 elects −1.
+    let weighted = [
+        Delta {
+            id: "a".into(),
+            weight: 0.5,
+            density: 1.0,
+            values: &a,
+        },
+        Delta {
+            id: "b".into(),
+            weight: 2.0,
+            density: 1.0,
+            values: &b,
+        },
+    ];
+    assert_eq!(
+        graft_merge::merge(&Method::Ties, &MergeParams::default(), "t", &weighted).unwrap(),
+        vec![-1.0]
+    );
+    // The paper's vote is unweighted, and its zero-sum fallback is the majority sign of the segment.
+    let paper = MergeParams {
+        compat: Compat::Paper,
+        ..MergeParams::default()
+    };
+    let (c, d) = ([1.0f32, 2.0], [-1.0f32, 1.0]);
+    let ms = [Delta::new("c", &c), Delta::new("d", &d)];
+    // γ = [0, +] → majority + → element 0 keeps `c`'s 1.0; element 1 mean of 2 and 1.
+    assert_eq!(
+        graft_merge::merge(&Method::Ties, &paper, "t", &ms).unwrap(),
+        vec![1.0, 1.5]
+    );
+}
