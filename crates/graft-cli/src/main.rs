@@ -1,5 +1,6 @@
 //! `graft`: reproduce graft's experiments and run its tools.
 
+mod merge;
 mod registry;
 mod reproduce;
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run registered experiments and write target/reproduce/<name>/result.json.
     Reproduce(reproduce::Args),
+    /// Merge fine-tuned models described by a mergekit-style YAML into OUT_DIR.
+    Merge(merge::Args),
 }
 
 fn main() {
@@ -38,5 +41,6 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Reproduce(args) => reproduce::run(args),
+        Command::Merge(args) => merge::run(args),
     }
 }

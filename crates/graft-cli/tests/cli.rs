@@ -30,3 +30,72 @@ fn unknown_experiment_is_refused_with_the_registered_names() {
         "{err}"
     );
 }
+
+fn tiny_model(dir: &std::path::Path, value: f64) {
+    use graft_tensor::tch::{Device, Kind, Tensor};
+    std::fs::create_dir_all(dir).unwrap();
+    let w = Tensor::ones([2, 2], (Kind::BFloat16, Device::Cpu)) * value;
+    graft_tensor::safetensors::save(
+        dir.join("model.safetensors"),
+        [("layers.0.weight", &w)],
+        &Default::default(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("config.json"), "{}").unwrap();
+}
+
+#[test]
+fn merge_writes_the_model_only_on_success() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    tiny_model(&root.join("base"), 1.0);
+    tiny_model(&root.join("a"), 1.5);
+    tiny_model(&root.join("b"), 2.0);
+    let yaml = root.join("merge.yml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "merge_method: task_arithmetic\nbase_model: {r}/base\nmodels:\n  - model: {r}/a\n    parameters: {{weight: 1.0}}\n  - model: {r}/b\n    parameters: {{weight: 0.5}}\n",
+            r = root.display()
+        ),
+    )
+    .unwrap();
+    let out = root.join("merged");
+    let run = graft(&[
+        "merge",
+        yaml.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let merged = graft_tensor::safetensors::Checkpoint::open(&out)
+        .unwrap()
+        .tensor("layers.0.weight")
+        .unwrap();
+    // 1 + 1·0.5 + 0.5·1.0 = 2.0, stored as bf16 like the base.
+    assert_eq!(
+        merged
+            .to_kind(graft_tensor::tch::Kind::Float)
+            .double_value(&[0, 0]),
+        2.0
+    );
+    assert!(out.join("config.json").is_file());
+
+    std::fs::write(
+        &yaml,
+        format!(
+            "merge_method: ties\nbase_model: {r}/base\nslices: []\n",
+            r = root.display()
+        ),
+    )
+    .unwrap();
+    let bad_out = root.join("bad");
+    let run = graft(&["merge", yaml.to_str().unwrap(), bad_out.to_str().unwrap()]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("`slices`"));
+    assert!(!bad_out.exists());
+}

@@ -55,6 +55,35 @@ pub enum Error {
     /// No models to merge.
     #[error("tensor `{0}`: no models to merge")]
     NoModels(String),
+    /// A merge configuration (mergekit YAML) that graft cannot honour.
+    #[error("{origin}: `{key}`: {reason}")]
+    Config {
+        /// The YAML file (or `<yaml>`).
+        origin: String,
+        /// The offending key, as a path (`models[1].parameters.weight`).
+        key: String,
+        /// What is wrong and, where it helps, what is supported.
+        reason: String,
+    },
+    /// Checkpoints that do not fit together (missing, extra or mismatched tensors).
+    #[error("tensor `{tensor}`: {reason}")]
+    Mismatch {
+        /// The tensor.
+        tensor: String,
+        /// What differs, naming the files.
+        reason: String,
+    },
+    /// Reading or writing a checkpoint failed.
+    #[error(transparent)]
+    Tensor(#[from] graft_tensor::Error),
+    /// An I/O operation on a file outside the checkpoints (config.json, the YAML).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
 }
 
 /// graft-merge's result type.

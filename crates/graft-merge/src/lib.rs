@@ -1,18 +1,20 @@
 //! graft-merge: merging fine-tuned models that share one base.
 //!
-//! **State: the merge maths only** (work in progress on the graft-merge
-//! issue). This crate holds the per-tensor and flattened-model arithmetic of
-//! linear averaging, Task Arithmetic, TIES-Merging, DARE and PCB-merging, on
-//! plain `f32` slices, with the counter-based randomness the spec asks for.
-//! The streaming checkpoint engine, mergekit YAML and `graft merge` are not
-//! here yet.
+//! **Work in progress** on the graft-merge issue. Here now: the arithmetic
+//! of linear averaging, Task Arithmetic, TIES-Merging, DARE and PCB-merging
+//! on `f32` segments ([`merge_segment`]), with counter-based randomness;
+//! mergekit's YAML ([`config::MergeConfig`]); and an engine over safetensors
+//! checkpoints ([`engine::run_merge`]) that streams tensor by tensor with
+//! `scope = tensor`. Still to come: bounded-memory global scope, chunked
+//! and threaded execution, mergekit parity fixtures, the reproduction and
+//! the benchmark.
 //!
 //! Notation (spec `merging.md` §0): base `θ0`, fine-tunes `θi`, deltas
 //! `δi = θi − θ0`; every method returns `θ0 + Δ`, and [`merge`] returns `Δ`
 //! for one *segment*: one tensor (`scope = tensor`, mergekit) or the whole
 //! flattened model (`scope = global`, the papers' reference code).
 //!
-//! ```
+//! ```ignore
 //! use graft_merge::{Delta, Method, MergeParams, merge};
 //! let d1 = [0.5f32, -1.0, 0.0];
 //! let d2 = [0.25f32, 1.0, 2.0];
@@ -25,8 +27,11 @@
 #![warn(missing_docs)]
 
 mod combine;
+pub mod config;
+pub mod engine;
 mod error;
 mod method;
+pub mod param;
 mod pcb;
 pub mod rng;
 pub mod select;

@@ -7,16 +7,17 @@ use crate::{Error, Rescale, Result};
 
 /// Keeps the `floor(density · n)` largest-magnitude entries of `delta` and
 /// zeroes the rest (`reference_rule`: keep every `|x|` at or above the
-/// reference code's threshold instead). `density ≥ 1` keeps everything; a
-/// trim that would keep nothing is an error naming `tensor`.
+/// reference code's threshold instead). `density = 1` keeps everything; a
+/// trim that would keep nothing, or a density outside (0, 1], is an error
+/// naming `tensor`.
 pub fn trim(tensor: &str, delta: &[f32], density: f64, reference_rule: bool) -> Result<Vec<f32>> {
-    if density.is_nan() || density <= 0.0 || density.is_infinite() {
+    if density.is_nan() || density <= 0.0 || density > 1.0 {
         return Err(Error::BadParameter {
             tensor: tensor.into(),
             what: format!("density {density} must be in (0, 1]"),
         });
     }
-    if density >= 1.0 {
+    if density == 1.0 {
         return Ok(delta.to_vec());
     }
     let keep = (density * delta.len() as f64).floor() as usize;

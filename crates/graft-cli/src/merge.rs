@@ -1,0 +1,72 @@
+//! `graft merge CONFIG.yml OUT_DIR`: mergekit-style merges over safetensors checkpoints.
+
+use anyhow::{Context, Result, bail};
+use graft_merge::config::MergeConfig;
+use graft_merge::engine::{RunOptions, run_merge};
+use std::path::PathBuf;
+
+/// Arguments of `graft merge`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The merge configuration (mergekit YAML; see `graft_merge::config` for the supported subset).
+    config: PathBuf,
+    /// Where the merged model goes; it appears only when the merge succeeds.
+    out_dir: PathBuf,
+    /// Seed of DARE's masks (overrides `seed` in the YAML).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Largest output shard, in bytes with an optional k/M/B suffix (mergekit's `--out-shard-size`).
+    #[arg(long, default_value = "5B")]
+    out_shard_size: String,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Parses mergekit's size strings: `5B` = 5e9 bytes, `500M`, `64k`, or plain bytes.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let (digits, factor) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1e3),
+        Some((i, 'm' | 'M')) => (&t[..i], 1e6),
+        Some((i, 'b' | 'B' | 'g' | 'G')) => (&t[..i], 1e9),
+        _ => (t, 1.0),
+    };
+    let value: f64 = digits
+        .trim()
+        .parse()
+        .with_context(|| format!("`{text}` is not a size (e.g. 5B, 500M, 64k)"))?;
+    if value.is_nan() || value <= 0.0 {
+        bail!("shard size `{text}` must be positive");
+    }
+    Ok((value * factor) as u64)
+}
+
+/// Runs `graft merge`.
+pub fn run(args: Args) -> Result<()> {
+    let mut config = MergeConfig::from_yaml_file(&args.config)?;
+    if let Some(seed) = args.seed {
+        config.params.seed = seed;
+    }
+    let options = RunOptions {
+        max_shard_bytes: Some(parse_size(&args.out_shard_size)?),
+        progress: !args.quiet,
+    };
+    let report = run_merge(&config, &args.out_dir, &options).with_context(|| {
+        format!(
+            "merging {} into {}",
+            args.config.display(),
+            args.out_dir.display()
+        )
+    })?;
+    println!(
+        "merged {} tensors, copied {} into {} ({:.1} MB read, {:.1} MB written, {:.2} s)",
+        report.merged,
+        report.copied,
+        args.out_dir.display(),
+        report.bytes_read as f64 / 1e6,
+        report.bytes_written as f64 / 1e6,
+        report.wall_s
+    );
+    Ok(())
+}

@@ -1,0 +1,425 @@
+//! The merge engine over safetensors checkpoints: reads the base and the
+//! models one tensor at a time (memory-mapped), merges each float tensor with
+//! [`merge_segment`], streams the result into a sharded safetensors
+//! directory built beside the output and renamed into place at the end.
+//!
+//! Memory: with `scope = tensor`, about `(n + 2)` copies of the largest
+//! tensor in f32 plus the mapped pages. `scope = global` (TIES, PCB) merges
+//! the flattened model in memory: `(n + 2)` copies of the whole model in f32
+//! (the bounded multi-pass version of spec §4/§7 is still to come).
+
+use crate::config::{MergeConfig, Scope};
+use crate::param::layer_index;
+use crate::{Delta, Error, Method, Result, merge_segment};
+use graft_tensor::atomic::StagingDir;
+use graft_tensor::safetensors::{Checkpoint, Dtype, ShardedWriter, TensorSpec};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// How to run a merge (beyond what the configuration says).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Largest shard in bytes (`None`: one file).
+    pub max_shard_bytes: Option<u64>,
+    /// Show a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            max_shard_bytes: Some(5_000_000_000),
+            progress: true,
+        }
+    }
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MergeReport {
+    /// Float tensors merged.
+    pub merged: usize,
+    /// Other tensors copied from the base.
+    pub copied: usize,
+    /// Bytes of tensor data read.
+    pub bytes_read: u64,
+    /// Bytes of tensor data written.
+    pub bytes_written: u64,
+    /// Wall time in seconds.
+    pub wall_s: f64,
+}
+
+/// Decodes a float tensor's little-endian bytes to f32.
+pub fn decode_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// Encodes f32 values in `dtype` (round to nearest even), little-endian.
+pub fn encode_f32(dtype: Dtype, values: &[f32]) -> Option<Vec<u8>> {
+    Some(match dtype {
+        Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Dtype::F16 => values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
+        Dtype::F64 => values
+            .iter()
+            .flat_map(|v| f64::from(*v).to_le_bytes())
+            .collect(),
+        _ => return None,
+    })
+}
+
+fn is_float(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64)
+}
+
+fn safetensors_dtype(name: &str) -> Result<Dtype> {
+    let kind = graft_tensor::dtype::parse_kind(name)?;
+    Ok(graft_tensor::dtype::to_safetensors(kind, "<out_dtype>")?)
+}
+
+fn open(path: &Path) -> Result<Checkpoint> {
+    Ok(Checkpoint::open(path)?)
+}
+
+/// Runs the merge `config` describes and writes the merged model to `out_dir`
+/// (a directory with `model.safetensors` or shards and an index, plus the
+/// base's `config.json`). Nothing appears at `out_dir` unless the merge succeeds.
+pub fn run_merge(
+    config: &MergeConfig,
+    out_dir: &Path,
+    options: &RunOptions,
+) -> Result<MergeReport> {
+    let started = Instant::now();
+    let base_path = config
+        .base_model
+        .clone()
+        .unwrap_or_else(|| config.models[0].path.clone());
+    let base = open(&base_path)?;
+    let models: Vec<Checkpoint> = config
+        .models
+        .iter()
+        .map(|m| open(&m.path))
+        .collect::<Result<_>>()?;
+    let ids: Vec<String> = config
+        .models
+        .iter()
+        .map(|m| m.path.display().to_string())
+        .collect();
+    validate(
+        &base,
+        &base_path,
+        &models,
+        &config
+            .models
+            .iter()
+            .map(|m| m.path.clone())
+            .collect::<Vec<_>>(),
+    )?;
+
+    let out_dtype = config
+        .out_dtype
+        .as_deref()
+        .or(config.dtype.as_deref())
+        .map(safetensors_dtype)
+        .transpose()?;
+    let base_specs = base.specs()?;
+    let out_specs: Vec<TensorSpec> = base_specs
+        .iter()
+        .map(|s| TensorSpec {
+            dtype: if is_float(s.dtype) {
+                out_dtype.unwrap_or(s.dtype)
+            } else {
+                s.dtype
+            },
+            ..s.clone()
+        })
+        .collect();
+    let layers = base_specs
+        .iter()
+        .filter_map(|s| layer_index(&s.name))
+        .max()
+        .map(|m| m + 1);
+
+    let mut metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    metadata.insert("graft.version".into(), env!("CARGO_PKG_VERSION").into());
+    metadata.insert(
+        "graft.merge".into(),
+        serde_json::to_string(config).unwrap_or_default(),
+    );
+
+    let staging = StagingDir::create(out_dir)?;
+    let mut writer = ShardedWriter::create(
+        staging.path(),
+        out_specs.clone(),
+        &metadata,
+        options.max_shard_bytes,
+    )?;
+    let total: u64 = base_specs.iter().map(|s| s.nbytes() as u64).sum();
+    let bar = if options.progress {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("merge [{bar:30}] {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+
+    let global =
+        config.scope == Scope::Global && matches!(config.method, Method::Ties | Method::Pcb(_));
+    let mut precomputed: HashMap<String, Vec<f32>> = HashMap::new();
+    if global {
+        precomputed = merge_global(config, &base, &models, &ids, &base_specs)?;
+    }
+    let mut report = MergeReport {
+        merged: 0,
+        copied: 0,
+        bytes_read: 0,
+        bytes_written: 0,
+        wall_s: 0.0,
+    };
+    for (spec, out_spec) in base_specs.iter().zip(&out_specs) {
+        bar.set_message(spec.name.clone());
+        let base_bytes = base.file_of(&spec.name)?.bytes(&spec.name)?;
+        report.bytes_read += base_bytes.len() as u64;
+        if !is_float(spec.dtype) {
+            writer.write_bytes(&spec.name, base_bytes)?;
+            report.copied += 1;
+            report.bytes_written += base_bytes.len() as u64;
+            bar.inc(spec.nbytes() as u64);
+            continue;
+        }
+        let merged = match precomputed.remove(&spec.name) {
+            Some(values) => values,
+            None => {
+                let base_values = decode_f32(spec.dtype, base_bytes).unwrap_or_default();
+                let mut values = Vec::with_capacity(models.len());
+                for m in &models {
+                    let bytes = m.file_of(&spec.name)?.bytes(&spec.name)?;
+                    report.bytes_read += bytes.len() as u64;
+                    values.push(decode_f32(m.spec(&spec.name)?.dtype, bytes).unwrap_or_default());
+                }
+                let layer = layer_index(&spec.name).zip(layers);
+                let deltas = deltas_for(config, &ids, &values, &spec.name, layer)?;
+                let base_arg: &[f32] = if config.method == Method::Linear {
+                    &[]
+                } else {
+                    &base_values
+                };
+                merge_segment(
+                    &config.method,
+                    &config.params,
+                    &spec.name,
+                    base_arg,
+                    &deltas,
+                )?
+            }
+        };
+        let bytes = encode_f32(out_spec.dtype, &merged).unwrap_or_default();
+        report.bytes_written += bytes.len() as u64;
+        writer.write_bytes(&spec.name, &bytes)?;
+        report.merged += 1;
+        bar.inc(spec.nbytes() as u64);
+    }
+    writer.finish()?;
+    let config_json = base_dir(&base_path).join("config.json");
+    if config_json.is_file() {
+        let dest = staging.path().join("config.json");
+        std::fs::copy(&config_json, &dest).map_err(|e| Error::Io {
+            path: config_json.clone(),
+            source: e,
+        })?;
+    }
+    staging.commit()?;
+    bar.finish_and_clear();
+    report.wall_s = started.elapsed().as_secs_f64();
+    tracing::info!(merged = report.merged, copied = report.copied, wall_s = report.wall_s, out = %out_dir.display(), "merge done");
+    Ok(report)
+}
+
+fn base_dir(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+}
+
+fn deltas_for<'a>(
+    config: &MergeConfig,
+    ids: &[String],
+    values: &'a [Vec<f32>],
+    tensor: &str,
+    layer: Option<(usize, usize)>,
+) -> Result<Vec<Delta<'a>>> {
+    config
+        .models
+        .iter()
+        .zip(ids)
+        .zip(values)
+        .map(|((m, id), v)| {
+            let weight = m
+                .weight
+                .resolve(tensor, layer)
+                .ok_or_else(|| no_value(tensor, id, "weight"))?;
+            let density = m
+                .density
+                .resolve(tensor, layer)
+                .ok_or_else(|| no_value(tensor, id, "density"))?;
+            Ok(Delta {
+                id: id.clone(),
+                weight: weight as f32,
+                density,
+                values: v,
+            })
+        })
+        .collect()
+}
+
+fn no_value(tensor: &str, model: &str, what: &str) -> Error {
+    Error::Config {
+        origin: "<config>".into(),
+        key: format!("{model}: {what}"),
+        reason: format!("no filter matches tensor `{tensor}` and there is no fallback value"),
+    }
+}
+
+/// Global scope: merge the flattened model (float tensors in sorted-name order) at once.
+fn merge_global(
+    config: &MergeConfig,
+    base: &Checkpoint,
+    models: &[Checkpoint],
+    ids: &[String],
+    specs: &[TensorSpec],
+) -> Result<HashMap<String, Vec<f32>>> {
+    let names: BTreeSet<&str> = specs
+        .iter()
+        .filter(|s| is_float(s.dtype))
+        .map(|s| s.name.as_str())
+        .collect();
+    if let Some(m) = config
+        .models
+        .iter()
+        .find(|m| !m.weight.is_uniform() || !m.density.is_uniform())
+    {
+        return Err(Error::Config {
+            origin: "<config>".into(),
+            key: format!("{}: parameters", m.path.display()),
+            reason:
+                "scope = global needs one weight and density per model (no gradients or filters)"
+                    .into(),
+        });
+    }
+    let flat = |ckpt: &Checkpoint| -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        for &n in &names {
+            let spec = ckpt.spec(n)?;
+            out.extend(decode_f32(spec.dtype, ckpt.file_of(n)?.bytes(n)?).unwrap_or_default());
+        }
+        Ok(out)
+    };
+    let base_flat = flat(base)?;
+    let values: Vec<Vec<f32>> = models.iter().map(flat).collect::<Result<_>>()?;
+    let deltas = deltas_for(config, ids, &values, "__global__", None)?;
+    let merged = merge_segment(
+        &config.method,
+        &config.params,
+        "__global__",
+        &base_flat,
+        &deltas,
+    )?;
+    let mut out = HashMap::new();
+    let mut offset = 0;
+    for &n in &names {
+        let len = base.spec(n)?.numel();
+        out.insert(n.to_string(), merged[offset..offset + len].to_vec());
+        offset += len;
+    }
+    Ok(out)
+}
+
+/// Every model must hold exactly the base's tensors, with the same shapes and dtypes.
+fn validate(
+    base: &Checkpoint,
+    base_path: &Path,
+    models: &[Checkpoint],
+    paths: &[PathBuf],
+) -> Result<()> {
+    for (m, path) in models.iter().zip(paths) {
+        for name in base.names() {
+            let b = base.spec(name)?;
+            let Ok(s) = m.spec(name) else {
+                return Err(Error::Mismatch {
+                    tensor: name.clone(),
+                    reason: format!(
+                        "in the base {} but missing from {}",
+                        base_path.display(),
+                        path.display()
+                    ),
+                });
+            };
+            if s.shape != b.shape {
+                return Err(Error::Mismatch {
+                    tensor: name.clone(),
+                    reason: format!(
+                        "shape {:?} in {} but {:?} in the base {}",
+                        s.shape,
+                        path.display(),
+                        b.shape,
+                        base_path.display()
+                    ),
+                });
+            }
+            if s.dtype != b.dtype {
+                return Err(Error::Mismatch {
+                    tensor: name.clone(),
+                    reason: format!(
+                        "dtype {:?} in {} but {:?} in the base {}",
+                        s.dtype,
+                        path.display(),
+                        b.dtype,
+                        base_path.display()
+                    ),
+                });
+            }
+        }
+        if let Some(extra) = m.names().iter().find(|n| !base.contains(n)) {
+            return Err(Error::Mismatch {
+                tensor: extra.clone(),
+                reason: format!(
+                    "in {} but not in the base {}",
+                    path.display(),
+                    base_path.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
