@@ -15,9 +15,18 @@ pub struct Experiment {
 
 /// Every experiment, in report order.
 pub fn experiments() -> Vec<Experiment> {
-    vec![Experiment {
-        name: "baselines",
-        about: "digits and MNIST-5k classifiers (MLP, CNN) that merging and unlearning start from",
-        run: |ctx| Ok(graft_nn::experiments::baselines::run(ctx)?),
-    }]
+    vec![
+        Experiment {
+            name: "baselines",
+            about: "digits and MNIST-5k classifiers (MLP, CNN) that merging and unlearning start from",
+            run: |ctx| Ok(graft_nn::experiments::baselines::run(ctx)?),
+        },
+        Experiment {
+            name: "merge",
+            about: "placed digits: one base, four corner fine-tunes, merged by averaging, TA, TIES, PCB and DARE (merging spec §8)",
+            run: |ctx| {
+                graft_merge::experiments::placed_digits::run(ctx).map_err(|e| anyhow::anyhow!(e))
+            },
+        },
+    ]
 }

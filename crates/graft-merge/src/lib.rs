@@ -30,6 +30,7 @@ mod combine;
 pub mod config;
 pub mod engine;
 mod error;
+pub mod experiments;
 mod method;
 pub mod param;
 mod pcb;

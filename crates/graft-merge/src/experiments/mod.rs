@@ -1,0 +1,3 @@
+//! Experiments that live in graft-merge.
+
+pub mod placed_digits;
