@@ -18,6 +18,9 @@ pub struct Args {
     /// Largest output shard, in bytes with an optional k/M/B suffix (mergekit's `--out-shard-size`).
     #[arg(long, default_value = "5B")]
     out_shard_size: String,
+    /// Threads merging tensors in parallel (mergekit's `-j`; default: one per core).
+    #[arg(short = 'j', long, default_value_t = 0)]
+    threads: usize,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -51,6 +54,7 @@ pub fn run(args: Args) -> Result<()> {
     let options = RunOptions {
         max_shard_bytes: Some(parse_size(&args.out_shard_size)?),
         progress: !args.quiet,
+        threads: args.threads,
     };
     let report = run_merge(&config, &args.out_dir, &options).with_context(|| {
         format!(

@@ -3,8 +3,10 @@
 //! [`merge_segment`], streams the result into a sharded safetensors
 //! directory built beside the output and renamed into place at the end.
 //!
-//! Memory: with `scope = tensor`, about `(n + 2)` copies of the largest
-//! tensor in f32 plus the mapped pages. `scope = global` (TIES, PCB) merges
+//! Tensors are merged in parallel batches of one per thread and written in
+//! the base's order. Memory: with `scope = tensor`, about
+//! `threads × (n + 2)` copies of the largest tensor in f32 plus the mapped
+//! pages. `scope = global` (TIES, PCB) merges
 //! the flattened model in memory: `(n + 2)` copies of the whole model in f32
 //! (the bounded multi-pass version of spec §4/§7 is still to come).
 
@@ -25,6 +27,9 @@ pub struct RunOptions {
     pub max_shard_bytes: Option<u64>,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
+    /// Worker threads merging tensors in parallel (0: one per core). Every
+    /// tensor is merged on its own, so the thread count changes no bit.
+    pub threads: usize,
 }
 
 impl Default for RunOptions {
@@ -32,6 +37,7 @@ impl Default for RunOptions {
         Self {
             max_shard_bytes: Some(5_000_000_000),
             progress: true,
+            threads: 0,
         }
     }
 }
@@ -194,10 +200,11 @@ pub fn run_merge(
 
     let global =
         config.scope == Scope::Global && matches!(config.method, Method::Ties | Method::Pcb(_));
-    let mut precomputed: HashMap<String, Vec<f32>> = HashMap::new();
-    if global {
-        precomputed = merge_global(config, &base, &models, &ids, &base_specs)?;
-    }
+    let precomputed: HashMap<String, Vec<f32>> = if global {
+        merge_global(config, &base, &models, &ids, &base_specs)?
+    } else {
+        HashMap::new()
+    };
     let mut report = MergeReport {
         merged: 0,
         copied: 0,
@@ -205,48 +212,44 @@ pub fn run_merge(
         bytes_written: 0,
         wall_s: 0.0,
     };
-    for (spec, out_spec) in base_specs.iter().zip(&out_specs) {
-        bar.set_message(spec.name.clone());
-        let base_bytes = base.file_of(&spec.name)?.bytes(&spec.name)?;
-        report.bytes_read += base_bytes.len() as u64;
-        if !is_float(spec.dtype) {
-            writer.write_bytes(&spec.name, base_bytes)?;
-            report.copied += 1;
-            report.bytes_written += base_bytes.len() as u64;
-            bar.inc(spec.nbytes() as u64);
-            continue;
-        }
-        let merged = match precomputed.remove(&spec.name) {
-            Some(values) => values,
-            None => {
-                let base_values = decode_f32(spec.dtype, base_bytes).unwrap_or_default();
-                let mut values = Vec::with_capacity(models.len());
-                for m in &models {
-                    let bytes = m.file_of(&spec.name)?.bytes(&spec.name)?;
-                    report.bytes_read += bytes.len() as u64;
-                    values.push(decode_f32(m.spec(&spec.name)?.dtype, bytes).unwrap_or_default());
-                }
-                let layer = layer_index(&spec.name).zip(layers);
-                let deltas = deltas_for(config, &ids, &values, &spec.name, layer)?;
-                let base_arg: &[f32] = if config.method == Method::Linear {
-                    &[]
-                } else {
-                    &base_values
-                };
-                merge_segment(
-                    &config.method,
-                    &config.params,
-                    &spec.name,
-                    base_arg,
-                    &deltas,
-                )?
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.threads)
+        .build()
+        .map_err(|e| Error::BadParameter {
+            tensor: "<all>".into(),
+            what: format!("cannot start {} threads: {e}", options.threads),
+        })?;
+    let batch = pool.current_num_threads().max(1);
+    let jobs: Vec<(&TensorSpec, &TensorSpec)> = base_specs.iter().zip(&out_specs).collect();
+    let job = Job {
+        config,
+        base: &base,
+        models: &models,
+        ids: &ids,
+        layers,
+    };
+    for chunk in jobs.chunks(batch) {
+        // Merge a batch in parallel, then write it in the declared order.
+        let results: Vec<Result<Merged>> = pool.install(|| {
+            use rayon::prelude::*;
+            chunk
+                .par_iter()
+                .map(|(spec, out_spec)| job.tensor(spec, out_spec, precomputed.get(&spec.name)))
+                .collect()
+        });
+        for ((spec, _), result) in chunk.iter().zip(results) {
+            let merged = result?;
+            bar.set_message(spec.name.clone());
+            report.bytes_read += merged.bytes_read;
+            report.bytes_written += merged.bytes.len() as u64;
+            if merged.copied {
+                report.copied += 1;
+            } else {
+                report.merged += 1;
             }
-        };
-        let bytes = encode_f32(out_spec.dtype, &merged).unwrap_or_default();
-        report.bytes_written += bytes.len() as u64;
-        writer.write_bytes(&spec.name, &bytes)?;
-        report.merged += 1;
-        bar.inc(spec.nbytes() as u64);
+            writer.write_bytes(&spec.name, &merged.bytes)?;
+            bar.inc(spec.nbytes() as u64);
+        }
     }
     writer.finish()?;
     let config_json = base_dir(&base_path).join("config.json");
@@ -262,6 +265,73 @@ pub fn run_merge(
     report.wall_s = started.elapsed().as_secs_f64();
     tracing::info!(merged = report.merged, copied = report.copied, wall_s = report.wall_s, out = %out_dir.display(), "merge done");
     Ok(report)
+}
+
+/// One merged (or copied) tensor, ready to write.
+struct Merged {
+    bytes: Vec<u8>,
+    bytes_read: u64,
+    copied: bool,
+}
+
+/// What every tensor's merge reads.
+struct Job<'a> {
+    config: &'a MergeConfig,
+    base: &'a Checkpoint,
+    models: &'a [Checkpoint],
+    ids: &'a [String],
+    layers: Option<usize>,
+}
+
+impl Job<'_> {
+    /// Merges (or copies) one tensor; `precomputed` holds its global-scope result.
+    fn tensor(
+        &self,
+        spec: &TensorSpec,
+        out_spec: &TensorSpec,
+        precomputed: Option<&Vec<f32>>,
+    ) -> Result<Merged> {
+        let base_bytes = self.base.file_of(&spec.name)?.bytes(&spec.name)?;
+        let mut bytes_read = base_bytes.len() as u64;
+        if !is_float(spec.dtype) {
+            return Ok(Merged {
+                bytes: base_bytes.to_vec(),
+                bytes_read,
+                copied: true,
+            });
+        }
+        let merged = match precomputed {
+            Some(values) => values.clone(),
+            None => {
+                let base_values = decode_f32(spec.dtype, base_bytes).unwrap_or_default();
+                let mut values = Vec::with_capacity(self.models.len());
+                for m in self.models {
+                    let bytes = m.file_of(&spec.name)?.bytes(&spec.name)?;
+                    bytes_read += bytes.len() as u64;
+                    values.push(decode_f32(m.spec(&spec.name)?.dtype, bytes).unwrap_or_default());
+                }
+                let layer = layer_index(&spec.name).zip(self.layers);
+                let deltas = deltas_for(self.config, self.ids, &values, &spec.name, layer)?;
+                let base_arg: &[f32] = if self.config.method == Method::Linear {
+                    &[]
+                } else {
+                    &base_values
+                };
+                merge_segment(
+                    &self.config.method,
+                    &self.config.params,
+                    &spec.name,
+                    base_arg,
+                    &deltas,
+                )?
+            }
+        };
+        Ok(Merged {
+            bytes: encode_f32(out_spec.dtype, &merged).unwrap_or_default(),
+            bytes_read,
+            copied: false,
+        })
+    }
 }
 
 fn base_dir(path: &Path) -> PathBuf {

@@ -130,6 +130,7 @@ fn checkpoint_merge_equals_the_in_memory_maths_tensor_by_tensor() {
             &RunOptions {
                 max_shard_bytes: Some(64),
                 progress: false,
+                threads: 2,
             },
         )
         .unwrap();
@@ -355,4 +356,35 @@ fn bad_configs_and_mismatched_checkpoints_are_clear_errors_and_leave_nothing() {
         "merge_method: task_arithmetic\nbase_model: ROOT/base\nmodels: [{model: ROOT/extra}]\n",
         "lm_head.weight",
     );
+}
+
+#[test]
+fn thread_count_changes_no_bit() {
+    let fx = fixture();
+    for body in [
+        TIES.to_string(),
+        TIES.replace("merge_method: ties", "merge_method: dare_ties"),
+    ] {
+        let config = yaml(&fx.root, &body);
+        let mut files = Vec::new();
+        for threads in [1, 3] {
+            let out = fx.root.join(format!("threads{threads}"));
+            run_merge(
+                &config,
+                &out,
+                &RunOptions {
+                    max_shard_bytes: None,
+                    progress: false,
+                    threads,
+                },
+            )
+            .unwrap();
+            files.push(std::fs::read(out.join("model.safetensors")).unwrap());
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+        assert!(
+            files[0] == files[1],
+            "1 and 3 threads wrote different bytes"
+        );
+    }
 }
