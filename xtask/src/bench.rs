@@ -12,6 +12,8 @@ pub fn run(args: &[String]) -> Result<()> {
     setup::ensure(None)?;
     fetch_assets::ensure()?;
     let python = peers::ensure("core")?;
+    // Benchmarks that run the `graft` command (merge) need it built.
+    crate::reproduce::build_graft()?;
     let mut cargo = shell::cargo();
     cargo
         .args(["bench", "--package", "graft-benches"])

@@ -39,18 +39,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let started = Instant::now();
     setup::ensure(None)?;
     fetch_assets::ensure()?;
-    // `cargo test --no-run` rather than `cargo build -p graft-cli`: the same
-    // feature resolution as `cargo xtask test`, so the two share one build
-    // (graft-cli's integration tests make it build target/release/graft).
-    step(
-        TASK,
-        "building the graft command (release, shared with `cargo xtask test`)",
-    );
-    shell::run(shell::cargo().args(["test", "--workspace", "--release", "--no-run"]))?;
-    let graft = layout::repo_root()
-        .join("target")
-        .join("release")
-        .join("graft");
+    let graft = build_graft()?;
 
     let registered: Vec<String> =
         shell::output(Command::new(&graft).args(["reproduce", "--list"]))?
@@ -128,6 +117,23 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("experiments that failed to run: {}", failures.join(", "));
     }
     Ok(())
+}
+
+/// Builds the `graft` command (release) and returns its path.
+///
+/// `cargo test --no-run` rather than `cargo build -p graft-cli`: the same
+/// feature resolution as `cargo xtask test`, so the two share one build
+/// (graft-cli's integration tests make it build target/release/graft).
+pub fn build_graft() -> Result<std::path::PathBuf> {
+    step(
+        TASK,
+        "building the graft command (release, shared with `cargo xtask test`)",
+    );
+    shell::run(shell::cargo().args(["test", "--workspace", "--release", "--no-run"]))?;
+    Ok(layout::repo_root()
+        .join("target")
+        .join("release")
+        .join("graft"))
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
