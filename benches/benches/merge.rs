@@ -138,14 +138,12 @@ fn measure(mut cmd: Command) -> Run {
     let mut status = 0i32;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
-        if let Ok(io) = std::fs::read_to_string(&io_path) {
-            if let Some(v) = io
-                .lines()
+        if let Some(v) = std::fs::read_to_string(&io_path).ok().and_then(|io| {
+            io.lines()
                 .find_map(|l| l.strip_prefix("rchar: "))
                 .and_then(|v| v.trim().parse().ok())
-            {
-                read_bytes = v;
-            }
+        }) {
+            read_bytes = v;
         }
         // SAFETY: plain wait4 on our own child, non-blocking.
         let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
