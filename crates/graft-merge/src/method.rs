@@ -189,6 +189,7 @@ pub fn merge_segment(
                     d,
                     m.density,
                     params.trim_rule == TrimRule::Reference,
+                    !paper,
                 ),
                 _ => dare(
                     segment,

@@ -8,9 +8,16 @@ use crate::{Error, Rescale, Result};
 /// Keeps the `floor(density · n)` largest-magnitude entries of `delta` and
 /// zeroes the rest (`reference_rule`: keep every `|x|` at or above the
 /// reference code's threshold instead). `density = 1` keeps everything; a
-/// trim that would keep nothing, or a density outside (0, 1], is an error
-/// naming `tensor`.
-pub fn trim(tensor: &str, delta: &[f32], density: f64, reference_rule: bool) -> Result<Vec<f32>> {
+/// density outside (0, 1] is an error naming `tensor`. A trim that would
+/// keep nothing keeps the single largest entry with `at_least_one`
+/// (mergekit 0.1.5: `max(1, int(d·n))`) and is an error without it.
+pub fn trim(
+    tensor: &str,
+    delta: &[f32],
+    density: f64,
+    reference_rule: bool,
+    at_least_one: bool,
+) -> Result<Vec<f32>> {
     if density.is_nan() || density <= 0.0 || density > 1.0 {
         return Err(Error::BadParameter {
             tensor: tensor.into(),
@@ -20,7 +27,10 @@ pub fn trim(tensor: &str, delta: &[f32], density: f64, reference_rule: bool) -> 
     if density == 1.0 {
         return Ok(delta.to_vec());
     }
-    let keep = (density * delta.len() as f64).floor() as usize;
+    let mut keep = (density * delta.len() as f64).floor() as usize;
+    if at_least_one && !delta.is_empty() {
+        keep = keep.max(1);
+    }
     if keep == 0 {
         return Err(Error::EmptyTrim {
             tensor: tensor.into(),

@@ -91,7 +91,7 @@ proptest! {
         let d = delta.len();
         let k = (density * d as f64).floor() as usize;
         prop_assume!(k > 0);
-        let trimmed = graft_merge::trim("w", &delta, density, false).unwrap();
+        let trimmed = graft_merge::trim("w", &delta, density, false, false).unwrap();
         let nonzero_in = delta.iter().filter(|x| **x != 0.0).count();
         prop_assert_eq!(trimmed.iter().filter(|x| **x != 0.0).count(), k.min(nonzero_in));
         let ms = [Delta { id: "a".into(), weight: 1.0, density, values: &delta }];
@@ -225,10 +225,19 @@ fn bad_inputs_are_errors_that_name_the_tensor() {
         density: 0.1,
         values: &a,
     }];
-    let err = merge(&Method::Ties, &MergeParams::default(), "t", &tiny)
+    // The paper's rule refuses an empty trim; mergekit keeps the largest entry.
+    let paper_params = MergeParams {
+        compat: Compat::Paper,
+        ..MergeParams::default()
+    };
+    let err = merge(&Method::Ties, &paper_params, "t", &tiny)
         .unwrap_err()
         .to_string();
     assert!(err.contains("keeps floor"), "{err}");
+    assert_eq!(
+        merge(&Method::Ties, &MergeParams::default(), "t", &tiny).unwrap(),
+        vec![0.0, 2.0]
+    );
     let dup = [Delta::new("a", &a), Delta::new("a", &a)];
     assert!(merge(&Method::TaskArithmetic, &MergeParams::default(), "t", &dup).is_err());
     let weighted = [Delta {
