@@ -55,6 +55,7 @@ pub fn run(args: Args) -> Result<()> {
         max_shard_bytes: Some(parse_size(&args.out_shard_size)?),
         progress: !args.quiet,
         threads: args.threads,
+        ..RunOptions::default()
     };
     let report = run_merge(&config, &args.out_dir, &options).with_context(|| {
         format!(

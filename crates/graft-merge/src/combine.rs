@@ -52,22 +52,31 @@ pub(crate) fn mergekit(
 /// the reference's `where(γ > 0, τ̂ > 0, τ̂ < 0)` does); mean over the kept
 /// non-zero entries (0 where none).
 pub(crate) fn ties_reference(trimmed: &[Vec<f32>]) -> Vec<f32> {
+    let majority = sign(ties_vote_balance(trimmed) as f32);
+    ties_reference_with(trimmed, majority)
+}
+
+/// `Σ_p sgn(Σ_i τ̂_i,p)` over a (part of a) segment, exactly.
+pub(crate) fn ties_vote_balance(trimmed: &[Vec<f32>]) -> i64 {
     let n = trimmed.first().map_or(0, Vec::len);
-    let mut gamma: Vec<f32> = (0..n)
-        .map(|p| sign(trimmed.iter().map(|t| t[p]).sum()))
-        .collect();
-    let majority = sign(gamma.iter().sum());
-    for g in &mut gamma {
-        if *g == 0.0 {
-            *g = majority;
-        }
-    }
+    (0..n)
+        .map(|p| sign(trimmed.iter().map(|t| t[p]).sum()) as i64)
+        .sum()
+}
+
+/// [`ties_reference`] with the segment's majority sign given (for chunks).
+pub(crate) fn ties_reference_with(trimmed: &[Vec<f32>], majority: f32) -> Vec<f32> {
+    let n = trimmed.first().map_or(0, Vec::len);
     (0..n)
         .map(|p| {
+            let mut gamma = sign(trimmed.iter().map(|t| t[p]).sum());
+            if gamma == 0.0 {
+                gamma = majority;
+            }
             let (mut sum, mut count) = (0.0f32, 0u32);
             for t in trimmed {
                 let x = t[p];
-                let agrees = if gamma[p] > 0.0 { x > 0.0 } else { x < 0.0 };
+                let agrees = if gamma > 0.0 { x > 0.0 } else { x < 0.0 };
                 if agrees {
                     sum += x;
                     count += 1;

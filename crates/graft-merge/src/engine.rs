@@ -1,15 +1,18 @@
 //! The merge engine over safetensors checkpoints: reads the base and the
 //! models one tensor at a time (memory-mapped), merges each float tensor with
-//! [`merge_segment`], streams the result into a sharded safetensors
+//! [`crate::chunked::merge_chunked`], streams the result into a sharded safetensors
 //! directory built beside the output and renamed into place at the end.
 //!
 //! Tensors are merged in parallel batches of one per thread and written in
-//! the base's order. Memory: with `scope = tensor`, about
-//! `threads × (n + 2)` copies of the largest tensor in f32 plus the mapped
-//! pages. `scope = global` (TIES, PCB) merges
-//! the flattened model in memory: `(n + 2)` copies of the whole model in f32
+//! the base's order. Within a tensor the merge streams in chunks
+//! ([`crate::chunked`]) and releases the mapped input pages behind it, so
+//! memory with `scope = tensor` is about `threads × ((n + 2) chunks of f32 +
+//! one output tensor in its dtype)`, whatever the model size (PCB still
+//! takes its tensor whole). `scope = global` (TIES, PCB) merges the
+//! flattened model in memory: `(n + 2)` copies of the whole model in f32
 //! (the bounded multi-pass version of spec §4/§7 is still to come).
 
+use crate::chunked::{ChunkModel, Source, merge_chunked};
 use crate::config::{MergeConfig, Scope};
 use crate::param::layer_index;
 use crate::{Delta, Error, Method, Result, merge_segment};
@@ -30,6 +33,9 @@ pub struct RunOptions {
     /// Worker threads merging tensors in parallel (0: one per core). Every
     /// tensor is merged on its own, so the thread count changes no bit.
     pub threads: usize,
+    /// Elements per chunk when streaming through a tensor (the chunk size
+    /// changes no bit either).
+    pub chunk_elems: usize,
 }
 
 impl Default for RunOptions {
@@ -38,6 +44,7 @@ impl Default for RunOptions {
             max_shard_bytes: Some(5_000_000_000),
             progress: true,
             threads: 0,
+            chunk_elems: 1 << 20,
         }
     }
 }
@@ -227,6 +234,7 @@ pub fn run_merge(
         models: &models,
         ids: &ids,
         layers,
+        chunk: options.chunk_elems,
     };
     for chunk in jobs.chunks(batch) {
         // Merge a batch in parallel, then write it in the declared order.
@@ -274,6 +282,51 @@ struct Merged {
     copied: bool,
 }
 
+/// One tensor of one checkpoint as a chunked [`Source`]: decodes ranges of
+/// its bytes and releases the mapped pages it has been through.
+struct FileSource<'a> {
+    file: &'a graft_tensor::safetensors::SafetensorsFile,
+    name: &'a str,
+    dtype: Dtype,
+    bytes: &'a [u8],
+}
+
+impl<'a> FileSource<'a> {
+    fn new(ckpt: &'a Checkpoint, name: &'a str) -> Result<Self> {
+        let file = ckpt.file_of(name)?;
+        Ok(Self {
+            file,
+            name,
+            dtype: file.spec(name)?.dtype,
+            bytes: file.bytes(name)?,
+        })
+    }
+
+    fn width(&self) -> usize {
+        self.dtype.bitsize() / 8
+    }
+}
+
+impl Source for FileSource<'_> {
+    fn len(&self) -> usize {
+        self.bytes.len() / self.width()
+    }
+
+    fn read(&self, start: usize, out: &mut [f32]) -> Result<()> {
+        let w = self.width();
+        let values = decode_f32(self.dtype, &self.bytes[start * w..(start + out.len()) * w])
+            .unwrap_or_default();
+        out.copy_from_slice(&values);
+        Ok(())
+    }
+
+    fn release(&self, start: usize, len: usize) {
+        let w = self.width();
+        // Best effort: a failed madvise only costs memory.
+        let _ = self.file.release(self.name, start * w, len * w);
+    }
+}
+
 /// What every tensor's merge reads.
 struct Job<'a> {
     config: &'a MergeConfig,
@@ -281,6 +334,7 @@ struct Job<'a> {
     models: &'a [Checkpoint],
     ids: &'a [String],
     layers: Option<usize>,
+    chunk: usize,
 }
 
 impl Job<'_> {
@@ -300,34 +354,64 @@ impl Job<'_> {
                 copied: true,
             });
         }
-        let merged = match precomputed {
-            Some(values) => values.clone(),
-            None => {
-                let base_values = decode_f32(spec.dtype, base_bytes).unwrap_or_default();
-                let mut values = Vec::with_capacity(self.models.len());
-                for m in self.models {
-                    let bytes = m.file_of(&spec.name)?.bytes(&spec.name)?;
-                    bytes_read += bytes.len() as u64;
-                    values.push(decode_f32(m.spec(&spec.name)?.dtype, bytes).unwrap_or_default());
-                }
-                let layer = layer_index(&spec.name).zip(self.layers);
-                let deltas = deltas_for(self.config, self.ids, &values, &spec.name, layer)?;
-                let base_arg: &[f32] = if self.config.method == Method::Linear {
-                    &[]
-                } else {
-                    &base_values
-                };
-                merge_segment(
-                    &self.config.method,
-                    &self.config.params,
-                    &spec.name,
-                    base_arg,
-                    &deltas,
-                )?
-            }
+        if let Some(values) = precomputed {
+            return Ok(Merged {
+                bytes: encode_f32(out_spec.dtype, values).unwrap_or_default(),
+                bytes_read,
+                copied: false,
+            });
+        }
+        let layer = layer_index(&spec.name).zip(self.layers);
+        let base_source = FileSource::new(self.base, &spec.name)?;
+        let sources: Vec<FileSource> = self
+            .models
+            .iter()
+            .map(|m| FileSource::new(m, &spec.name))
+            .collect::<Result<_>>()?;
+        bytes_read += sources.iter().map(|s| s.bytes.len() as u64).sum::<u64>();
+        let models: Vec<ChunkModel> = self
+            .config
+            .models
+            .iter()
+            .zip(self.ids)
+            .zip(&sources)
+            .map(|((m, id), source)| {
+                let weight = m
+                    .weight
+                    .resolve(&spec.name, layer)
+                    .ok_or_else(|| no_value(&spec.name, id, "weight"))?;
+                let density = m
+                    .density
+                    .resolve(&spec.name, layer)
+                    .ok_or_else(|| no_value(&spec.name, id, "density"))?;
+                Ok(ChunkModel {
+                    id: id.clone(),
+                    weight: weight as f32,
+                    density,
+                    source,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let base_arg: Option<&dyn Source> = if self.config.method == Method::Linear {
+            None
+        } else {
+            Some(&base_source)
         };
+        let mut bytes = Vec::with_capacity(out_spec.nbytes());
+        merge_chunked(
+            &self.config.method,
+            &self.config.params,
+            &spec.name,
+            base_arg,
+            &models,
+            self.chunk,
+            &mut |part: &[f32]| {
+                bytes.extend(encode_f32(out_spec.dtype, part).unwrap_or_default());
+                Ok(())
+            },
+        )?;
         Ok(Merged {
-            bytes: encode_f32(out_spec.dtype, &merged).unwrap_or_default(),
+            bytes,
             bytes_read,
             copied: false,
         })

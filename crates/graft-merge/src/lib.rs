@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+pub mod chunked;
 mod combine;
 pub mod config;
 pub mod engine;

@@ -131,6 +131,7 @@ fn checkpoint_merge_equals_the_in_memory_maths_tensor_by_tensor() {
                 max_shard_bytes: Some(64),
                 progress: false,
                 threads: 2,
+                chunk_elems: 5,
             },
         )
         .unwrap();
@@ -359,7 +360,7 @@ fn bad_configs_and_mismatched_checkpoints_are_clear_errors_and_leave_nothing() {
 }
 
 #[test]
-fn thread_count_changes_no_bit() {
+fn thread_count_and_chunk_size_change_no_bit() {
     let fx = fixture();
     for body in [
         TIES.to_string(),
@@ -367,7 +368,7 @@ fn thread_count_changes_no_bit() {
     ] {
         let config = yaml(&fx.root, &body);
         let mut files = Vec::new();
-        for threads in [1, 3] {
+        for (threads, chunk_elems) in [(1, 1 << 20), (3, 7), (2, 1)] {
             let out = fx.root.join(format!("threads{threads}"));
             run_merge(
                 &config,
@@ -376,6 +377,7 @@ fn thread_count_changes_no_bit() {
                     max_shard_bytes: None,
                     progress: false,
                     threads,
+                    chunk_elems,
                 },
             )
             .unwrap();
@@ -383,8 +385,8 @@ fn thread_count_changes_no_bit() {
             std::fs::remove_dir_all(&out).unwrap();
         }
         assert!(
-            files[0] == files[1],
-            "1 and 3 threads wrote different bytes"
+            files.iter().all(|f| *f == files[0]),
+            "thread counts or chunk sizes changed the bytes"
         );
     }
 }

@@ -65,3 +65,33 @@ fn tensor_bytes_counts_shared_storage_once() {
     let strided = b.tr();
     assert_eq!(tensor_bytes([&strided]), 800);
 }
+
+#[test]
+fn releasing_a_tensor_drops_its_resident_pages_and_keeps_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.safetensors");
+    let t = Tensor::arange(16 * MIB as i64, (Kind::Float, Device::Cpu));
+    graft_tensor::safetensors::save(&path, [("t", &t)], &Default::default()).unwrap();
+    let report = peak_rss_in_child(
+        "release",
+        &test_args("releasing_a_tensor_drops_its_resident_pages_and_keeps_its_bytes"),
+        || {
+            let file = graft_tensor::safetensors::SafetensorsFile::open(&path)?;
+            let bytes = file.bytes("t")?;
+            let sum: u64 = bytes.iter().map(|&b| u64::from(b)).sum();
+            let touched = graft_tensor::memory::current_rss_bytes().unwrap_or(0);
+            file.release("t", 0, bytes.len())?;
+            let released = graft_tensor::memory::current_rss_bytes().unwrap_or(0);
+            assert!(
+                touched - released > 48 * MIB,
+                "released {} MiB",
+                (touched - released) / MIB
+            );
+            let again: u64 = file.bytes("t")?.iter().map(|&b| u64::from(b)).sum();
+            assert_eq!(sum, again, "bytes changed after release");
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert!(report.peak_bytes > 0);
+}

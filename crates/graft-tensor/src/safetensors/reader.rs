@@ -100,6 +100,32 @@ impl SafetensorsFile {
         Ok(&self.mmap[self.data_start + start..self.data_start + end])
     }
 
+    /// Drops this process's resident pages for bytes `start..start + len` of
+    /// tensor `name`'s data (`MADV_DONTNEED`, rounded inwards to whole
+    /// pages), so that streaming through a large checkpoint does not keep
+    /// it all resident. The bytes stay readable: the next access reads them
+    /// again from the page cache or the file. Out-of-range spans are clipped.
+    pub fn release(&self, name: &str, start: usize, len: usize) -> Result<()> {
+        let info = self.metadata.info(name).ok_or_else(|| self.missing(name))?;
+        let (t0, t1) = info.data_offsets;
+        let begin = self.data_start + t0 + start.min(t1 - t0);
+        let end = self.data_start + t0 + start.saturating_add(len).min(t1 - t0);
+        let page = 4096;
+        let (a, b) = (begin.div_ceil(page) * page, end / page * page);
+        if b > a {
+            // SAFETY: the map is a private, read-only mapping of a file graft
+            // does not modify; MADV_DONTNEED only drops resident pages, which
+            // are read back from the file on the next access, so borrowed
+            // slices keep seeing the same bytes.
+            unsafe {
+                self.mmap
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a)
+            }
+            .map_err(|e| Error::io(&self.path, e))?;
+        }
+        Ok(())
+    }
+
     /// Reads `name` into a new CPU tensor (one copy out of the map).
     pub fn tensor(&self, name: &str) -> Result<Tensor> {
         let spec = self.spec(name)?;

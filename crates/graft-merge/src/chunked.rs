@@ -1,0 +1,573 @@
+//! Merging one tensor chunk by chunk, so memory does not grow with its size.
+//!
+//! [`merge_chunked`] computes exactly what [`merge_segment`](crate::merge_segment)
+//! computes (the tests hold them equal bit for bit, whatever the chunk
+//! size) while holding only `(n + 2)` chunks of f32 at a time. Methods that
+//! need statistics of the whole tensor make extra read passes first:
+//! TIES' trim finds each model's exact K-th largest `|δ|` by a two-pass
+//! radix selection on the f32 bit patterns (a 2¹⁶-bucket histogram of the
+//! high half, then of the low half inside the chosen bucket); DARE with a
+//! norm-matching rescale sums the norms in a pass of its own; the paper's
+//! TIES counts the segment's majority sign in another. PCB needs quantiles of
+//! derived scores and is merged whole.
+
+use crate::combine;
+use crate::rng::{stable_hash, stream_key, uniform};
+use crate::{Compat, Error, MergeParams, Method, Rescale, Result, TrimRule, merge_segment};
+
+/// Values of one model's tensor, readable in ranges.
+pub trait Source: Sync {
+    /// Number of elements.
+    fn len(&self) -> usize;
+    /// Whether there are no elements.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Writes elements `start .. start + out.len()` as f32 into `out`.
+    fn read(&self, start: usize, out: &mut [f32]) -> Result<()>;
+    /// Says elements `start .. start + len` will not be needed again soon.
+    fn release(&self, _start: usize, _len: usize) {}
+}
+
+/// An in-memory [`Source`].
+pub struct SliceSource<'a>(pub &'a [f32]);
+
+impl Source for SliceSource<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn read(&self, start: usize, out: &mut [f32]) -> Result<()> {
+        out.copy_from_slice(&self.0[start..start + out.len()]);
+        Ok(())
+    }
+}
+
+/// One model of a chunked merge.
+pub struct ChunkModel<'a> {
+    /// Stable identifier (orders the sums, keys DARE's stream).
+    pub id: String,
+    /// `w_i`.
+    pub weight: f32,
+    /// TIES keep fraction / DARE keep probability.
+    pub density: f64,
+    /// Its values `θ_i`.
+    pub source: &'a dyn Source,
+}
+
+/// Per-model sparsification state, fixed by the read passes.
+enum Sparsify {
+    Keep,
+    /// Keep `|δ|` bits above `threshold`, and the first `ties` equal to it.
+    Trim {
+        threshold: u32,
+        ties: usize,
+        inclusive: bool,
+    },
+    Dare {
+        stream: u64,
+        drop: f64,
+        factor: Option<f32>,
+        zero: bool,
+    },
+}
+
+/// Merges one tensor in chunks of `chunk` elements, handing each merged
+/// chunk to `sink` in order. `base` is `None` for `linear` (which averages
+/// the values themselves) and for merging deltas directly.
+pub fn merge_chunked(
+    method: &Method,
+    params: &MergeParams,
+    segment: &str,
+    base: Option<&dyn Source>,
+    models: &[ChunkModel],
+    chunk: usize,
+    sink: &mut dyn FnMut(&[f32]) -> Result<()>,
+) -> Result<()> {
+    let first = models
+        .first()
+        .ok_or_else(|| Error::NoModels(segment.into()))?;
+    let n = base.map_or(first.source.len(), |b| b.len());
+    let mut seen = std::collections::HashSet::new();
+    for m in models {
+        if !seen.insert(m.id.as_str()) {
+            return Err(Error::DuplicateModel(m.id.clone()));
+        }
+        if m.source.len() != n {
+            return Err(Error::LengthMismatch {
+                tensor: segment.into(),
+                first: if base.is_some() {
+                    "base".into()
+                } else {
+                    first.id.clone()
+                },
+                expected: n,
+                model: m.id.clone(),
+                got: m.source.len(),
+            });
+        }
+    }
+    if let Method::Pcb(_) = method {
+        return whole(method, params, segment, base, models, n, chunk, sink);
+    }
+    let mut order: Vec<&ChunkModel> = models.iter().collect();
+    order.sort_by(|a, b| {
+        stable_hash(&a.id)
+            .cmp(&stable_hash(&b.id))
+            .then(a.id.cmp(&b.id))
+    });
+    let weights: Vec<f32> = order.iter().map(|m| m.weight).collect();
+    if let Some(m) = order.iter().find(|m| !m.weight.is_finite()) {
+        return Err(Error::BadParameter {
+            tensor: segment.into(),
+            what: format!("model `{}` has weight {}", m.id, m.weight),
+        });
+    }
+    let chunk = chunk.max(1);
+    let paper = params.compat == Compat::Paper;
+    let reader = Reader {
+        segment,
+        base,
+        n,
+        chunk,
+    };
+
+    // Passes before the merge: sparsification thresholds and factors.
+    let tensor_hash = stable_hash(segment);
+    let dare_rescale = params.rescale.unwrap_or(if paper {
+        Rescale::InverseKeep
+    } else {
+        Rescale::L1
+    });
+    let mut state = Vec::with_capacity(order.len());
+    for m in &order {
+        state.push(match method {
+            Method::Ties => {
+                trim_state(&reader, m, params.trim_rule == TrimRule::Reference, !paper)?
+            }
+            Method::DareLinear | Method::DareTies => {
+                dare_state(&reader, m, dare_rescale, params.seed, tensor_hash)?
+            }
+            _ => Sparsify::Keep,
+        });
+    }
+    if paper && matches!(method, Method::Ties | Method::DareTies) {
+        if let Some(m) = order.iter().find(|m| m.weight != 1.0) {
+            return Err(Error::BadParameter {
+                tensor: segment.into(),
+                what: format!(
+                    "model `{}` has weight {}: the paper's TIES has no per-model weights (use compat = mergekit)",
+                    m.id, m.weight
+                ),
+            });
+        }
+    }
+    let majority = if paper && matches!(method, Method::Ties | Method::DareTies) {
+        let mut balance = 0i64;
+        let mut st = fresh(&state);
+        reader.each_chunk(&order, |_, _, deltas| {
+            let sparse = apply(&mut st, deltas, 0);
+            balance += combine::ties_vote_balance(&sparse);
+            Ok(())
+        })?;
+        combine::sign(balance as f32)
+    } else {
+        0.0
+    };
+
+    // The merge pass.
+    let mut st = fresh(&state);
+    reader.each_chunk(&order, |start, base_chunk, deltas| {
+        let mix = match method {
+            Method::Linear => {
+                // Linear merges the models' values; with no base the "deltas" are those values.
+                let mix =
+                    combine::mergekit(deltas, &weights, None, params.normalize.unwrap_or(true));
+                return check_and_sink(segment, start, mix, sink);
+            }
+            Method::TaskArithmetic => {
+                combine::mergekit(deltas, &weights, None, params.normalize.unwrap_or(false))
+            }
+            Method::DareLinear => combine::mergekit(
+                &apply(&mut st, deltas, start),
+                &weights,
+                None,
+                params.normalize.unwrap_or(false),
+            ),
+            Method::Ties | Method::DareTies => {
+                let sparse = apply(&mut st, deltas, start);
+                if paper {
+                    combine::ties_reference_with(&sparse, majority)
+                } else {
+                    let normalize = params.normalize.unwrap_or(*method == Method::Ties);
+                    combine::mergekit(&sparse, &weights, Some(params.vote), normalize)
+                }
+            }
+            Method::Pcb(_) => unreachable!("merged whole above"),
+        };
+        let out: Vec<f32> = if params.lambda == 1.0 {
+            mix.iter().zip(base_chunk).map(|(m, b)| b + m).collect()
+        } else {
+            mix.iter()
+                .zip(base_chunk)
+                .map(|(m, b)| b + m * params.lambda)
+                .collect()
+        };
+        check_and_sink(segment, start, out, sink)
+    })
+}
+
+/// Reads base and model chunks and hands out deltas `θ_i − θ0`.
+struct Reader<'a> {
+    segment: &'a str,
+    base: Option<&'a dyn Source>,
+    n: usize,
+    chunk: usize,
+}
+
+impl Reader<'_> {
+    fn read_checked(
+        &self,
+        src: &dyn Source,
+        who: &str,
+        start: usize,
+        out: &mut [f32],
+    ) -> Result<()> {
+        src.read(start, out)?;
+        if let Some((i, v)) = out.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                tensor: self.segment.into(),
+                value: *v,
+                index: start + i,
+                place: format!("in model `{who}`"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Calls `f(start, base chunk, deltas)` for every chunk in order (base zeros for `None`).
+    fn each_chunk(
+        &self,
+        models: &[&ChunkModel],
+        mut f: impl FnMut(usize, &[f32], &[Vec<f32>]) -> Result<()>,
+    ) -> Result<()> {
+        let mut start = 0;
+        let mut base_buf = vec![0.0f32; self.chunk.min(self.n)];
+        let mut deltas: Vec<Vec<f32>> = models
+            .iter()
+            .map(|_| vec![0.0f32; self.chunk.min(self.n)])
+            .collect();
+        while start < self.n {
+            let len = self.chunk.min(self.n - start);
+            base_buf.resize(len, 0.0);
+            match self.base {
+                Some(b) => {
+                    self.read_checked(b, "base", start, &mut base_buf)?;
+                    b.release(start, len);
+                }
+                None => base_buf.fill(0.0),
+            }
+            for (m, d) in models.iter().zip(&mut deltas) {
+                d.resize(len, 0.0);
+                self.read_checked(m.source, &m.id, start, d)?;
+                m.source.release(start, len);
+                for (x, b) in d.iter_mut().zip(&base_buf) {
+                    *x -= b;
+                }
+            }
+            f(start, &base_buf, &deltas)?;
+            start += len;
+        }
+        Ok(())
+    }
+
+    /// Calls `f` on the bits of `|δ|` of one model, every element in order.
+    fn each_abs_bits(&self, m: &ChunkModel, mut f: impl FnMut(u32)) -> Result<()> {
+        self.each_chunk(&[m], |_, _, d| {
+            for x in &d[0] {
+                f(x.abs().to_bits());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The bits of the `k`-th largest `|δ|` (1-based) and how many are strictly larger.
+fn kth_largest(reader: &Reader, m: &ChunkModel, k: usize) -> Result<(u32, usize)> {
+    let mut high = vec![0usize; 1 << 16];
+    reader.each_abs_bits(m, |b| high[(b >> 16) as usize] += 1)?;
+    let (mut above, mut bucket) = (0usize, 0usize);
+    for h in (0..1usize << 16).rev() {
+        if above + high[h] >= k {
+            bucket = h;
+            break;
+        }
+        above += high[h];
+    }
+    let mut low = vec![0usize; 1 << 16];
+    reader.each_abs_bits(m, |b| {
+        if (b >> 16) as usize == bucket {
+            low[(b & 0xffff) as usize] += 1;
+        }
+    })?;
+    for l in (0..1usize << 16).rev() {
+        if above + low[l] >= k {
+            return Ok((((bucket as u32) << 16) | l as u32, above));
+        }
+        above += low[l];
+    }
+    Ok((0, above))
+}
+
+fn trim_state(
+    reader: &Reader,
+    m: &ChunkModel,
+    reference: bool,
+    at_least_one: bool,
+) -> Result<Sparsify> {
+    let d = m.density;
+    if d.is_nan() || d <= 0.0 || d > 1.0 {
+        return Err(Error::BadParameter {
+            tensor: reader.segment.into(),
+            what: format!("density {d} must be in (0, 1]"),
+        });
+    }
+    let n = reader.n;
+    if d == 1.0 {
+        return Ok(Sparsify::Keep);
+    }
+    let mut keep = (d * n as f64).floor() as usize;
+    if at_least_one && n > 0 {
+        keep = keep.max(1);
+    }
+    if keep == 0 {
+        return Err(Error::EmptyTrim {
+            tensor: reader.segment.into(),
+            density: d,
+            numel: n,
+        });
+    }
+    if keep >= n {
+        return Ok(Sparsify::Keep);
+    }
+    if reference {
+        // Keep |δ| ≥ the (n − K)-th smallest = the (K + 1)-th largest.
+        let (threshold, _) = kth_largest(reader, m, keep + 1)?;
+        return Ok(Sparsify::Trim {
+            threshold,
+            ties: usize::MAX,
+            inclusive: true,
+        });
+    }
+    let (threshold, above) = kth_largest(reader, m, keep)?;
+    Ok(Sparsify::Trim {
+        threshold,
+        ties: keep - above,
+        inclusive: false,
+    })
+}
+
+fn dare_state(
+    reader: &Reader,
+    m: &ChunkModel,
+    rescale: Rescale,
+    seed: u64,
+    tensor_hash: u64,
+) -> Result<Sparsify> {
+    let d = m.density;
+    if !(0.0..=1.0).contains(&d) {
+        return Err(Error::BadParameter {
+            tensor: reader.segment.into(),
+            what: format!("DARE density (keep probability) {d} must be in [0, 1]"),
+        });
+    }
+    if d >= 1.0 {
+        return Ok(Sparsify::Keep);
+    }
+    let stream = stream_key(seed, stable_hash(&m.id), tensor_hash);
+    let drop = 1.0 - d;
+    if d == 0.0 {
+        return Ok(Sparsify::Dare {
+            stream,
+            drop,
+            factor: None,
+            zero: true,
+        });
+    }
+    let factor = match rescale {
+        Rescale::None => None,
+        Rescale::InverseKeep => Some((1.0 / d) as f32),
+        kind => {
+            let (mut old, mut new) = (0.0f64, 0.0f64);
+            reader.each_chunk(&[m], |start, _, delta| {
+                for (i, &x) in delta[0].iter().enumerate() {
+                    let kept = if uniform(stream, (start + i) as u64) < drop {
+                        0.0
+                    } else {
+                        x
+                    };
+                    match kind {
+                        Rescale::L1 => {
+                            old += f64::from(x.abs());
+                            new += f64::from(kept.abs());
+                        }
+                        Rescale::L2 => {
+                            old += f64::from(x) * f64::from(x);
+                            new += f64::from(kept) * f64::from(kept);
+                        }
+                        _ => {
+                            old = old.max(f64::from(x.abs()));
+                            new = new.max(f64::from(kept.abs()));
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            if kind == Rescale::L2 {
+                (old, new) = (old.sqrt(), new.sqrt());
+            }
+            if old < 1e-7 || new < 1e-7 {
+                None
+            } else {
+                Some((old / new) as f32)
+            }
+        }
+    };
+    Ok(Sparsify::Dare {
+        stream,
+        drop,
+        factor,
+        zero: false,
+    })
+}
+
+/// A copy of the states with the tie counters at their start.
+fn fresh(state: &[Sparsify]) -> Vec<Sparsify> {
+    state
+        .iter()
+        .map(|s| match s {
+            Sparsify::Keep => Sparsify::Keep,
+            Sparsify::Trim {
+                threshold,
+                ties,
+                inclusive,
+            } => Sparsify::Trim {
+                threshold: *threshold,
+                ties: *ties,
+                inclusive: *inclusive,
+            },
+            Sparsify::Dare {
+                stream,
+                drop,
+                factor,
+                zero,
+            } => Sparsify::Dare {
+                stream: *stream,
+                drop: *drop,
+                factor: *factor,
+                zero: *zero,
+            },
+        })
+        .collect()
+}
+
+/// Sparsifies one chunk of every model's delta (elements `start ..`), in order.
+fn apply(state: &mut [Sparsify], deltas: &[Vec<f32>], start: usize) -> Vec<Vec<f32>> {
+    state
+        .iter_mut()
+        .zip(deltas)
+        .map(|(s, d)| match s {
+            Sparsify::Keep => d.clone(),
+            Sparsify::Trim {
+                threshold,
+                ties,
+                inclusive,
+            } => d
+                .iter()
+                .map(|&x| {
+                    let b = x.abs().to_bits();
+                    let keep = b > *threshold
+                        || (b == *threshold && (*inclusive || *ties > 0) && {
+                            if !*inclusive {
+                                *ties -= 1;
+                            }
+                            true
+                        });
+                    if keep { x } else { 0.0 }
+                })
+                .collect(),
+            Sparsify::Dare {
+                stream,
+                drop,
+                factor,
+                zero,
+            } => d
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| {
+                    if *zero || uniform(*stream, (start + i) as u64) < *drop {
+                        0.0
+                    } else {
+                        factor.map_or(x, |f| x * f)
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn check_and_sink(
+    segment: &str,
+    start: usize,
+    out: Vec<f32>,
+    sink: &mut dyn FnMut(&[f32]) -> Result<()>,
+) -> Result<()> {
+    if let Some((i, v)) = out.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::NonFinite {
+            tensor: segment.into(),
+            value: *v,
+            index: start + i,
+            place: "in the result".into(),
+        });
+    }
+    sink(&out)
+}
+
+/// Methods that need the whole tensor: read it, merge it, hand it out in chunks.
+#[allow(clippy::too_many_arguments)]
+fn whole(
+    method: &Method,
+    params: &MergeParams,
+    segment: &str,
+    base: Option<&dyn Source>,
+    models: &[ChunkModel],
+    n: usize,
+    chunk: usize,
+    sink: &mut dyn FnMut(&[f32]) -> Result<()>,
+) -> Result<()> {
+    let read_all = |s: &dyn Source| -> Result<Vec<f32>> {
+        let mut v = vec![0.0f32; n];
+        s.read(0, &mut v)?;
+        s.release(0, n);
+        Ok(v)
+    };
+    let base_values = base.map(read_all).transpose()?.unwrap_or_default();
+    let values: Vec<Vec<f32>> = models
+        .iter()
+        .map(|m| read_all(m.source))
+        .collect::<Result<_>>()?;
+    let deltas: Vec<crate::Delta> = models
+        .iter()
+        .zip(&values)
+        .map(|(m, v)| crate::Delta {
+            id: m.id.clone(),
+            weight: m.weight,
+            density: m.density,
+            values: v,
+        })
+        .collect();
+    let merged = merge_segment(method, params, segment, &base_values, &deltas)?;
+    for part in merged.chunks(chunk.max(1)) {
+        sink(part)?;
+    }
+    Ok(())
+}
