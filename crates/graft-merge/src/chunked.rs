@@ -1,8 +1,9 @@
 //! Merging one tensor chunk by chunk, so memory does not grow with its size.
 //!
-//! [`merge_chunked`] computes exactly what [`merge_segment`](crate::merge_segment)
-//! computes (the tests hold them equal bit for bit, whatever the chunk
-//! size) while holding only `(n + 2)` chunks of f32 at a time. Methods that
+//! [`merge_chunked`] is graft's one implementation of the elementwise
+//! methods: [`merge_segment`](crate::merge_segment) is it with a single
+//! chunk, and the tests hold every chunk size to the same bits. It holds
+//! only `(n + 2)` chunks of f32 at a time. Methods that
 //! need statistics of the whole tensor make extra read passes first:
 //! TIES' trim finds each model's exact K-th largest `|δ|` by a two-pass
 //! radix selection on the f32 bit patterns (a 2¹⁶-bucket histogram of the

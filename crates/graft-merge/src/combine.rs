@@ -46,16 +46,6 @@ pub(crate) fn mergekit(
     out
 }
 
-/// The TIES reference code's elect and disjoint mean over trimmed deltas:
-/// `γ = sgn(Σ_i τ̂_i)`, where 0 the sign of `Σ_p γ_p` over the whole segment;
-/// keep `τ̂_i,p` of sign `γ_p` (where `γ_p` is still 0, the negative ones, as
-/// the reference's `where(γ > 0, τ̂ > 0, τ̂ < 0)` does); mean over the kept
-/// non-zero entries (0 where none).
-pub(crate) fn ties_reference(trimmed: &[Vec<f32>]) -> Vec<f32> {
-    let majority = sign(ties_vote_balance(trimmed) as f32);
-    ties_reference_with(trimmed, majority)
-}
-
 /// `Σ_p sgn(Σ_i τ̂_i,p)` over a (part of a) segment, exactly.
 pub(crate) fn ties_vote_balance(trimmed: &[Vec<f32>]) -> i64 {
     let n = trimmed.first().map_or(0, Vec::len);
@@ -64,7 +54,12 @@ pub(crate) fn ties_vote_balance(trimmed: &[Vec<f32>]) -> i64 {
         .sum()
 }
 
-/// [`ties_reference`] with the segment's majority sign given (for chunks).
+/// The TIES reference code's elect and disjoint mean over trimmed deltas:
+/// `γ = sgn(Σ_i τ̂_i)`, where 0 the segment's `majority` sign (`sgn Σ_p γ_p`,
+/// from [`ties_vote_balance`] over the whole segment); keep `τ̂_i,p` of sign
+/// `γ_p` (where `γ_p` is still 0, the negative ones, as the reference's
+/// `where(γ > 0, τ̂ > 0, τ̂ < 0)` does); mean over the kept non-zero entries
+/// (0 where none).
 pub(crate) fn ties_reference_with(trimmed: &[Vec<f32>], majority: f32) -> Vec<f32> {
     let n = trimmed.first().map_or(0, Vec::len);
     (0..n)

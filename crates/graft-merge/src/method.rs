@@ -1,9 +1,8 @@
 //! Methods, their parameters and the merge of one segment.
 
-use crate::combine;
+use crate::chunked::{ChunkModel, SliceSource, Source, merge_chunked};
 use crate::pcb::{PcbParams, pcb_merge, pcb_scores};
 use crate::rng::stable_hash;
-use crate::sparsify::{dare, trim};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -145,6 +144,57 @@ pub fn merge_segment(
     base: &[f32],
     models: &[Delta],
 ) -> Result<Vec<f32>> {
+    if let Method::Pcb(p) = method {
+        return merge_pcb(p, params, segment, base, models);
+    }
+    // Every other method is elementwise once its per-tensor statistics are
+    // known: the chunked merge with a single chunk is the one implementation.
+    let n = if base.is_empty() {
+        models.first().map_or(0, |m| m.values.len())
+    } else {
+        base.len()
+    };
+    let sources: Vec<SliceSource> = models.iter().map(|m| SliceSource(m.values)).collect();
+    let chunk_models: Vec<ChunkModel> = models
+        .iter()
+        .zip(&sources)
+        .map(|(m, source)| ChunkModel {
+            id: m.id.clone(),
+            weight: m.weight,
+            density: m.density,
+            source,
+        })
+        .collect();
+    let base_source = SliceSource(base);
+    let base_arg: Option<&dyn Source> = if base.is_empty() || *method == Method::Linear {
+        None
+    } else {
+        Some(&base_source)
+    };
+    let mut out = Vec::with_capacity(n);
+    merge_chunked(
+        method,
+        params,
+        segment,
+        base_arg,
+        &chunk_models,
+        n.max(1),
+        &mut |part: &[f32]| {
+            out.extend_from_slice(part);
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// PCB over the whole segment (its quantiles are of derived scores).
+fn merge_pcb(
+    pcb: &PcbParams,
+    params: &MergeParams,
+    segment: &str,
+    base: &[f32],
+    models: &[Delta],
+) -> Result<Vec<f32>> {
     let models = canonical(segment, base, models)?;
     let n = models[0].values.len();
     let zero;
@@ -155,13 +205,6 @@ pub fn merge_segment(
         base
     };
     let weights: Vec<f32> = models.iter().map(|m| m.weight).collect();
-    if let Method::Linear = method {
-        let xs: Vec<Vec<f32>> = models.iter().map(|m| m.values.to_vec()).collect();
-        return check_finite(
-            segment,
-            combine::mergekit(&xs, &weights, None, params.normalize.unwrap_or(true)),
-        );
-    }
     let deltas: Vec<Vec<f32>> = models
         .iter()
         .map(|m| {
@@ -172,76 +215,8 @@ pub fn merge_segment(
                 .collect()
         })
         .collect();
-    let paper = params.compat == Compat::Paper;
-    let tensor_hash = stable_hash(segment);
-    let dare_rescale = params.rescale.unwrap_or(if paper {
-        Rescale::InverseKeep
-    } else {
-        Rescale::L1
-    });
-    let sparse = |kind: &str| -> Result<Vec<Vec<f32>>> {
-        models
-            .iter()
-            .zip(&deltas)
-            .map(|(m, d)| match kind {
-                "trim" => trim(
-                    segment,
-                    d,
-                    m.density,
-                    params.trim_rule == TrimRule::Reference,
-                    !paper,
-                ),
-                _ => dare(
-                    segment,
-                    d,
-                    m.density,
-                    dare_rescale,
-                    params.seed,
-                    stable_hash(&m.id),
-                    tensor_hash,
-                ),
-            })
-            .collect()
-    };
-    let mix = match method {
-        Method::Linear => unreachable!("handled above"),
-        Method::TaskArithmetic => {
-            combine::mergekit(&deltas, &weights, None, params.normalize.unwrap_or(false))
-        }
-        Method::DareLinear => combine::mergekit(
-            &sparse("dare")?,
-            &weights,
-            None,
-            params.normalize.unwrap_or(false),
-        ),
-        Method::Ties | Method::DareTies => {
-            let kind = if *method == Method::Ties {
-                "trim"
-            } else {
-                "dare"
-            };
-            let sparsified = sparse(kind)?;
-            if paper {
-                if let Some(m) = models.iter().find(|m| m.weight != 1.0) {
-                    return Err(Error::BadParameter {
-                        tensor: segment.into(),
-                        what: format!(
-                            "model `{}` has weight {}: the paper's TIES has no per-model weights (use compat = mergekit)",
-                            m.id, m.weight
-                        ),
-                    });
-                }
-                combine::ties_reference(&sparsified)
-            } else {
-                let normalize = params.normalize.unwrap_or(*method == Method::Ties);
-                combine::mergekit(&sparsified, &weights, Some(params.vote), normalize)
-            }
-        }
-        Method::Pcb(p) => {
-            let (clamped, scores) = pcb_scores(segment, &deltas, p)?;
-            pcb_merge(&clamped, &scores, &weights)
-        }
-    };
+    let (clamped, scores) = pcb_scores(segment, &deltas, pcb)?;
+    let mix = pcb_merge(&clamped, &scores, &weights);
     let out: Vec<f32> = if params.lambda == 1.0 {
         mix.iter().zip(base_values).map(|(m, b)| b + m).collect()
     } else {
