@@ -4,7 +4,7 @@
 //! fine-tunes, five mergekit YAML files and what mergekit 0.1.5 (torch
 //! 2.13.0, CPU, `dtype: float32`, `--random-seed 0`) wrote for each; `make.py`
 //! there made them. No Python runs here: graft merges the same YAML (model
-//! paths made absolute) and its output is compared with mergekit's.
+//! paths pointed at the fixture directories) and its output is compared with mergekit's.
 //!
 //! * `linear`, `task_arithmetic`, `ties` are deterministic: every tensor must
 //!   agree value for value, up to the rounding of a differently ordered sum
@@ -59,7 +59,7 @@ fn read_model(dir: &Path) -> Model {
 }
 
 /// The YAML with `model: ft1` / `base_model: base` (the only places the
-/// fixture names a model) pointing at the fixture's absolute directories.
+/// fixture names a model) pointing at the fixture directories under `root`.
 fn absolutize(yaml: &str, root: &Path) -> (String, usize) {
     let mut replaced = 0;
     let lines: Vec<String> = yaml
@@ -92,10 +92,25 @@ struct Run {
     mergekit: Model,
 }
 
+/// The fixture directory as the YAML names it: relative to the crate root,
+/// where `cargo test` runs integration tests. graft orders its sums by a
+/// hash of each model's path as written, so relative paths keep the order
+/// (and the share of bit-identical elements) the same wherever the
+/// repository is checked out.
+fn yaml_root() -> PathBuf {
+    let rel = PathBuf::from("tests/fixtures/mergekit");
+    assert!(
+        rel.join("base").is_dir(),
+        "run from the graft-merge crate root, as `cargo test` does (cwd = {:?})",
+        std::env::current_dir()
+    );
+    rel
+}
+
 /// Merges `<method>.yml` with graft and reads both outputs.
 fn run(method: &str) -> Run {
-    let root = fixture_dir();
-    let yml = root.join(format!("{method}.yml"));
+    let yml = fixture_dir().join(format!("{method}.yml"));
+    let root = yaml_root();
     let text = std::fs::read_to_string(&yml).unwrap();
     let (text, replaced) = absolutize(&text, &root);
     let expected = if method == "linear" { 3 } else { 4 };
