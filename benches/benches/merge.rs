@@ -160,6 +160,19 @@ fn measure(mut cmd: Command) -> Run {
     }
 }
 
+/// One table row for one tool's run.
+fn row(table: &mut String, method: &str, tool: &str, r: &Run, floor_s: f64) {
+    let _ = writeln!(
+        table,
+        "| {method} | {tool} | {:.2} | {:.0} | {:.2} | {:.1} |{}",
+        r.wall_s,
+        r.max_rss_mib,
+        r.read_bytes as f64 / 1e9,
+        r.wall_s / floor_s,
+        if r.ok { "" } else { " FAILED" }
+    );
+}
+
 fn read_bandwidth(paths: &[PathBuf]) -> (u64, f64) {
     let mut buf = vec![0u8; 8 << 20];
     let started = Instant::now();
@@ -269,15 +282,7 @@ fn main() {
             .arg(&out)
             .args(["--quiet", "-j", "2"]);
         let r = measure(cmd);
-        let _ = writeln!(
-            table,
-            "| {method} | graft | {:.2} | {:.0} | {:.2} | {:.1} |{}",
-            r.wall_s,
-            r.max_rss_mib,
-            r.read_bytes as f64 / 1e9,
-            r.wall_s / floor_s,
-            if r.ok { "" } else { " FAILED" }
-        );
+        row(&mut table, method, "graft", &r, floor_s);
         if let Some(mk) = &mergekit {
             let out = dir.join(format!("out-mergekit-{method}"));
             let _ = std::fs::remove_dir_all(&out);
@@ -293,15 +298,7 @@ fn main() {
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
             let m = measure(cmd);
-            let _ = writeln!(
-                table,
-                "| {method} | mergekit-yaml | {:.2} | {:.0} | {:.2} | {:.1} |{}",
-                m.wall_s,
-                m.max_rss_mib,
-                m.read_bytes as f64 / 1e9,
-                m.wall_s / floor_s,
-                if m.ok { "" } else { " FAILED" }
-            );
+            row(&mut table, method, "mergekit-yaml", &m, floor_s);
             if m.ok && r.ok {
                 let _ = writeln!(
                     table,

@@ -14,7 +14,7 @@
 
 use crate::combine;
 use crate::rng::{stable_hash, stream_key, uniform};
-use crate::{Compat, Error, MergeParams, Method, Rescale, Result, TrimRule, merge_segment};
+use crate::{Compat, Error, MergeParams, Method, Rescale, Result, TrimRule};
 
 /// Values of one model's tensor, readable in ranges.
 pub trait Source: Sync {
@@ -107,8 +107,14 @@ pub fn merge_chunked(
             });
         }
     }
-    if let Method::Pcb(_) = method {
-        return whole(method, params, segment, base, models, n, chunk, sink);
+    if let Some(m) = models.iter().find(|m| !m.weight.is_finite()) {
+        return Err(Error::BadParameter {
+            tensor: segment.into(),
+            what: format!("model `{}` has weight {}", m.id, m.weight),
+        });
+    }
+    if let Method::Pcb(pcb) = method {
+        return whole(pcb, params, segment, base, models, n, chunk, sink);
     }
     let mut order: Vec<&ChunkModel> = models.iter().collect();
     order.sort_by(|a, b| {
@@ -533,10 +539,10 @@ fn check_and_sink(
     sink(&out)
 }
 
-/// Methods that need the whole tensor: read it, merge it, hand it out in chunks.
+/// PCB needs the whole tensor: read it, merge it, hand it out in chunks.
 #[allow(clippy::too_many_arguments)]
 fn whole(
-    method: &Method,
+    pcb: &crate::PcbParams,
     params: &MergeParams,
     segment: &str,
     base: Option<&dyn Source>,
@@ -566,7 +572,7 @@ fn whole(
             values: v,
         })
         .collect();
-    let merged = merge_segment(method, params, segment, &base_values, &deltas)?;
+    let merged = crate::method::merge_pcb(pcb, params, segment, &base_values, &deltas)?;
     for part in merged.chunks(chunk.max(1)) {
         sink(part)?;
     }

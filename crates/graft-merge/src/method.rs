@@ -144,11 +144,8 @@ pub fn merge_segment(
     base: &[f32],
     models: &[Delta],
 ) -> Result<Vec<f32>> {
-    if let Method::Pcb(p) = method {
-        return merge_pcb(p, params, segment, base, models);
-    }
-    // Every other method is elementwise once its per-tensor statistics are
-    // known: the chunked merge with a single chunk is the one implementation.
+    // The chunked merge with a single chunk is the one implementation (it
+    // validates the models, and hands PCB to `merge_pcb` whole).
     let n = if base.is_empty() {
         models.first().map_or(0, |m| m.values.len())
     } else {
@@ -187,15 +184,31 @@ pub fn merge_segment(
     Ok(out)
 }
 
-/// PCB over the whole segment (its quantiles are of derived scores).
-fn merge_pcb(
+/// PCB over the whole segment (its quantiles are of derived scores); ids,
+/// lengths and weights are already checked by [`merge_chunked`].
+pub(crate) fn merge_pcb(
     pcb: &PcbParams,
     params: &MergeParams,
     segment: &str,
     base: &[f32],
     models: &[Delta],
 ) -> Result<Vec<f32>> {
-    let models = canonical(segment, base, models)?;
+    for m in models {
+        if let Some((i, v)) = m.values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                tensor: segment.into(),
+                value: *v,
+                index: i,
+                place: format!("in model `{}`", m.id),
+            });
+        }
+    }
+    let mut models: Vec<&Delta> = models.iter().collect();
+    models.sort_by(|a, b| {
+        stable_hash(&a.id)
+            .cmp(&stable_hash(&b.id))
+            .then(a.id.cmp(&b.id))
+    });
     let n = models[0].values.len();
     let zero;
     let base_values: &[f32] = if base.is_empty() {
@@ -236,61 +249,6 @@ pub fn merge(
     deltas: &[Delta],
 ) -> Result<Vec<f32>> {
     merge_segment(method, params, segment, &[], deltas)
-}
-
-fn canonical<'m, 'a>(
-    segment: &str,
-    base: &[f32],
-    models: &'m [Delta<'a>],
-) -> Result<Vec<&'m Delta<'a>>> {
-    let first = models
-        .first()
-        .ok_or_else(|| Error::NoModels(segment.into()))?;
-    let n = if base.is_empty() {
-        first.values.len()
-    } else {
-        base.len()
-    };
-    let mut seen = std::collections::HashSet::new();
-    for m in models {
-        if !seen.insert(m.id.as_str()) {
-            return Err(Error::DuplicateModel(m.id.clone()));
-        }
-        if m.values.len() != n {
-            return Err(Error::LengthMismatch {
-                tensor: segment.into(),
-                first: if base.is_empty() {
-                    first.id.clone()
-                } else {
-                    "base".into()
-                },
-                expected: n,
-                model: m.id.clone(),
-                got: m.values.len(),
-            });
-        }
-        if !m.weight.is_finite() {
-            return Err(Error::BadParameter {
-                tensor: segment.into(),
-                what: format!("model `{}` has weight {}", m.id, m.weight),
-            });
-        }
-        if let Some((i, v)) = m.values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                tensor: segment.into(),
-                value: *v,
-                index: i,
-                place: format!("in model `{}`", m.id),
-            });
-        }
-    }
-    let mut sorted: Vec<&Delta> = models.iter().collect();
-    sorted.sort_by(|a, b| {
-        stable_hash(&a.id)
-            .cmp(&stable_hash(&b.id))
-            .then(a.id.cmp(&b.id))
-    });
-    Ok(sorted)
 }
 
 fn check_finite(segment: &str, out: Vec<f32>) -> Result<Vec<f32>> {
