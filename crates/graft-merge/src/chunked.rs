@@ -151,9 +151,12 @@ pub fn merge_chunked(
             Method::Ties => {
                 trim_state(&reader, m, params.trim_rule == TrimRule::Reference, !paper)?
             }
-            Method::DareLinear | Method::DareTies => {
-                dare_state(&reader, m, dare_rescale, params.seed, tensor_hash)?
-            }
+            Method::DareLinear | Method::DareTies => dare_state(
+                &reader,
+                m,
+                dare_rescale,
+                stream_key(params.seed, stable_hash(&m.id), tensor_hash),
+            )?,
             _ => Sparsify::Keep,
         });
     }
@@ -373,13 +376,7 @@ fn trim_state(
     })
 }
 
-fn dare_state(
-    reader: &Reader,
-    m: &ChunkModel,
-    rescale: Rescale,
-    seed: u64,
-    tensor_hash: u64,
-) -> Result<Sparsify> {
+fn dare_state(reader: &Reader, m: &ChunkModel, rescale: Rescale, stream: u64) -> Result<Sparsify> {
     let d = m.density;
     if !(0.0..=1.0).contains(&d) {
         return Err(Error::BadParameter {
@@ -390,7 +387,6 @@ fn dare_state(
     if d >= 1.0 {
         return Ok(Sparsify::Keep);
     }
-    let stream = stream_key(seed, stable_hash(&m.id), tensor_hash);
     let drop = 1.0 - d;
     if d == 0.0 {
         return Ok(Sparsify::Dare {
@@ -445,6 +441,47 @@ fn dare_state(
         factor,
         zero: false,
     })
+}
+
+/// How [`sparsify_one`] sparsifies a single delta.
+pub(crate) enum One {
+    /// TIES' magnitude trim.
+    Trim { reference: bool, at_least_one: bool },
+    /// DARE's random drop and rescale, drawing from `stream`.
+    Dare { rescale: Rescale, stream: u64 },
+}
+
+/// Sparsifies one whole delta with the same state machinery as the merge
+/// (one chunk), for the public [`crate::trim`] and [`crate::dare`].
+pub(crate) fn sparsify_one(
+    segment: &str,
+    delta: &[f32],
+    density: f64,
+    how: One,
+) -> Result<Vec<f32>> {
+    let source = SliceSource(delta);
+    let model = ChunkModel {
+        id: String::new(),
+        weight: 1.0,
+        density,
+        source: &source,
+    };
+    let reader = Reader {
+        segment,
+        base: None,
+        n: delta.len(),
+        chunk: delta.len().max(1),
+    };
+    let state = match how {
+        One::Trim {
+            reference,
+            at_least_one,
+        } => trim_state(&reader, &model, reference, at_least_one)?,
+        One::Dare { rescale, stream } => dare_state(&reader, &model, rescale, stream)?,
+    };
+    Ok(apply(&mut [state], &[delta.to_vec()], 0)
+        .pop()
+        .unwrap_or_default())
 }
 
 /// A copy of the states with the tie counters at their start.

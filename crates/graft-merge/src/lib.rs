@@ -37,7 +37,6 @@ mod method;
 pub mod param;
 mod pcb;
 pub mod rng;
-pub mod select;
 mod sparsify;
 
 pub use error::{Error, Result};

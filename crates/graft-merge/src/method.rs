@@ -62,7 +62,7 @@ pub enum Rescale {
     None,
 }
 
-/// Which entries a magnitude trim keeps; see [`crate::select::keep_mask_top_magnitude`].
+/// Which entries a magnitude trim keeps; see [`crate::trim`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrimRule {
