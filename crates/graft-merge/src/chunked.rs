@@ -588,16 +588,25 @@ fn whole(
     chunk: usize,
     sink: &mut dyn FnMut(&[f32]) -> Result<()>,
 ) -> Result<()> {
-    let read_all = |s: &dyn Source| -> Result<Vec<f32>> {
+    let reader = Reader {
+        segment,
+        base,
+        n,
+        chunk: n.max(1),
+    };
+    let read_all = |s: &dyn Source, who: &str| -> Result<Vec<f32>> {
         let mut v = vec![0.0f32; n];
-        s.read(0, &mut v)?;
+        reader.read_checked(s, who, 0, &mut v)?;
         s.release(0, n);
         Ok(v)
     };
-    let base_values = base.map(read_all).transpose()?.unwrap_or_default();
+    let base_values = base
+        .map(|b| read_all(b, "base"))
+        .transpose()?
+        .unwrap_or_default();
     let values: Vec<Vec<f32>> = models
         .iter()
-        .map(|m| read_all(m.source))
+        .map(|m| read_all(m.source, &m.id))
         .collect::<Result<_>>()?;
     let deltas: Vec<crate::Delta> = models
         .iter()
