@@ -369,29 +369,16 @@ impl Job<'_> {
             .map(|m| FileSource::new(m, &spec.name))
             .collect::<Result<_>>()?;
         bytes_read += sources.iter().map(|s| s.bytes.len() as u64).sum::<u64>();
-        let models: Vec<ChunkModel> = self
-            .config
-            .models
-            .iter()
-            .zip(self.ids)
+        let models: Vec<ChunkModel> = model_params(self.config, self.ids, &spec.name, layer)?
+            .into_iter()
             .zip(&sources)
-            .map(|((m, id), source)| {
-                let weight = m
-                    .weight
-                    .resolve(&spec.name, layer)
-                    .ok_or_else(|| no_value(&spec.name, id, "weight"))?;
-                let density = m
-                    .density
-                    .resolve(&spec.name, layer)
-                    .ok_or_else(|| no_value(&spec.name, id, "density"))?;
-                Ok(ChunkModel {
-                    id: id.clone(),
-                    weight: weight as f32,
-                    density,
-                    source,
-                })
+            .map(|((id, weight, density), source)| ChunkModel {
+                id,
+                weight,
+                density,
+                source,
             })
-            .collect::<Result<_>>()?;
+            .collect();
         let base_arg: Option<&dyn Source> = if self.config.method == Method::Linear {
             None
         } else {
@@ -426,19 +413,18 @@ fn base_dir(path: &Path) -> PathBuf {
     }
 }
 
-fn deltas_for<'a>(
+/// Each model's `(id, weight, density)` for `tensor` (gradients and filters resolved).
+fn model_params(
     config: &MergeConfig,
     ids: &[String],
-    values: &'a [Vec<f32>],
     tensor: &str,
     layer: Option<(usize, usize)>,
-) -> Result<Vec<Delta<'a>>> {
+) -> Result<Vec<(String, f32, f64)>> {
     config
         .models
         .iter()
         .zip(ids)
-        .zip(values)
-        .map(|((m, id), v)| {
+        .map(|(m, id)| {
             let weight = m
                 .weight
                 .resolve(tensor, layer)
@@ -447,12 +433,7 @@ fn deltas_for<'a>(
                 .density
                 .resolve(tensor, layer)
                 .ok_or_else(|| no_value(tensor, id, "density"))?;
-            Ok(Delta {
-                id: id.clone(),
-                weight: weight as f32,
-                density,
-                values: v,
-            })
+            Ok((id.clone(), weight as f32, density))
         })
         .collect()
 }
@@ -501,7 +482,16 @@ fn merge_global(
     };
     let base_flat = flat(base)?;
     let values: Vec<Vec<f32>> = models.iter().map(flat).collect::<Result<_>>()?;
-    let deltas = deltas_for(config, ids, &values, "__global__", None)?;
+    let deltas: Vec<Delta> = model_params(config, ids, "__global__", None)?
+        .into_iter()
+        .zip(&values)
+        .map(|((id, weight, density), values)| Delta {
+            id,
+            weight,
+            density,
+            values,
+        })
+        .collect();
     let merged = merge_segment(
         &config.method,
         &config.params,
