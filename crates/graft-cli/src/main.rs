@@ -3,6 +3,7 @@
 mod merge;
 mod registry;
 mod reproduce;
+mod sample;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ enum Command {
     Reproduce(reproduce::Args),
     /// Merge fine-tuned models described by a mergekit-style YAML into OUT_DIR.
     Merge(merge::Args),
+    /// Sample a diffusion model (a built-in GMM problem or a saved model) with any graft sampler.
+    Sample(sample::Args),
 }
 
 fn main() {
@@ -42,5 +45,6 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Reproduce(args) => reproduce::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Sample(args) => sample::run(args),
     }
 }

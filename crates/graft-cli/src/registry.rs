@@ -28,5 +28,15 @@ pub fn experiments() -> Vec<Experiment> {
                 graft_merge::experiments::placed_digits::run(ctx).map_err(|e| anyhow::anyhow!(e))
             },
         },
+        Experiment {
+            name: "diffusion",
+            about: "mean-reverting SDE samplers: MRS vs Euler-Maruyama, DPM-Solver, EDM Heun and DMCMC on exact GMM oracles, a learned 2-D model and 8x8 digit restoration (diffusion spec §7.5-7.6)",
+            run: |ctx| Ok(graft_diffusion::experiments::run(ctx)?),
+        },
+        Experiment {
+            name: "rev",
+            about: "reversible networks: activation memory vs depth, reversible 3D U-Net at a fixed memory budget, reversible Heun (reversible spec §6)",
+            run: |ctx| Ok(graft_rev::experiments::run(ctx)?),
+        },
     ]
 }
