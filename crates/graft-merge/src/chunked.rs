@@ -145,21 +145,26 @@ pub fn merge_chunked(
     } else {
         Rescale::L1
     });
-    let mut state = Vec::with_capacity(order.len());
-    for m in &order {
-        state.push(match method {
-            Method::Ties => {
-                trim_state(&reader, m, params.trim_rule == TrimRule::Reference, !paper)?
-            }
-            Method::DareLinear | Method::DareTies => dare_state(
-                &reader,
-                m,
-                dare_rescale,
-                stream_key(params.seed, stable_hash(&m.id), tensor_hash),
-            )?,
-            _ => Sparsify::Keep,
-        });
-    }
+    let state = match method {
+        Method::Ties => trim_states(
+            &reader,
+            &order,
+            params.trim_rule == TrimRule::Reference,
+            !paper,
+        )?,
+        Method::DareLinear | Method::DareTies => order
+            .iter()
+            .map(|m| {
+                dare_state(
+                    &reader,
+                    m,
+                    dare_rescale,
+                    stream_key(params.seed, stable_hash(&m.id), tensor_hash),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?,
+        _ => order.iter().map(|_| Sparsify::Keep).collect(),
+    };
     if paper && matches!(method, Method::Ties | Method::DareTies) {
         if let Some(m) = order.iter().find(|m| m.weight != 1.0) {
             return Err(Error::BadParameter {
@@ -175,8 +180,8 @@ pub fn merge_chunked(
         let mut balance = 0i64;
         let mut st = fresh(&state);
         reader.each_chunk(&order, |_, _, deltas| {
-            let sparse = apply(&mut st, deltas, 0);
-            balance += combine::ties_vote_balance(&sparse);
+            apply(&mut st, deltas, 0);
+            balance += combine::ties_vote_balance(deltas);
             Ok(())
         })?;
         combine::sign(balance as f32)
@@ -184,45 +189,42 @@ pub fn merge_chunked(
         0.0
     };
 
-    // The merge pass.
+    // The merge pass: sparsify the deltas in place, combine into `out`.
     let mut st = fresh(&state);
+    let mut out = Vec::with_capacity(chunk.min(n));
     reader.each_chunk(&order, |start, base_chunk, deltas| {
-        let mix = match method {
+        apply(&mut st, deltas, start);
+        match method {
             Method::Linear => {
                 // Linear merges the models' values; with no base the "deltas" are those values.
-                let mix =
-                    combine::mergekit(deltas, &weights, None, params.normalize.unwrap_or(true));
-                return check_and_sink(segment, start, mix, sink);
+                let normalize = params.normalize.unwrap_or(true);
+                combine::mergekit(deltas, &weights, None, normalize, &mut out);
+                return check_and_sink(segment, start, &out, sink);
             }
-            Method::TaskArithmetic => {
-                combine::mergekit(deltas, &weights, None, params.normalize.unwrap_or(false))
+            Method::TaskArithmetic | Method::DareLinear => {
+                let normalize = params.normalize.unwrap_or(false);
+                combine::mergekit(deltas, &weights, None, normalize, &mut out);
             }
-            Method::DareLinear => combine::mergekit(
-                &apply(&mut st, deltas, start),
-                &weights,
-                None,
-                params.normalize.unwrap_or(false),
-            ),
             Method::Ties | Method::DareTies => {
-                let sparse = apply(&mut st, deltas, start);
                 if paper {
-                    combine::ties_reference_with(&sparse, majority)
+                    combine::ties_reference_with(deltas, majority, &mut out);
                 } else {
                     let normalize = params.normalize.unwrap_or(*method == Method::Ties);
-                    combine::mergekit(&sparse, &weights, Some(params.vote), normalize)
+                    combine::mergekit(deltas, &weights, Some(params.vote), normalize, &mut out);
                 }
             }
             Method::Pcb(_) => unreachable!("merged whole above"),
-        };
-        let out: Vec<f32> = if params.lambda == 1.0 {
-            mix.iter().zip(base_chunk).map(|(m, b)| b + m).collect()
+        }
+        if params.lambda == 1.0 {
+            for (o, b) in out.iter_mut().zip(base_chunk) {
+                *o += b;
+            }
         } else {
-            mix.iter()
-                .zip(base_chunk)
-                .map(|(m, b)| b + m * params.lambda)
-                .collect()
-        };
-        check_and_sink(segment, start, out, sink)
+            for (o, b) in out.iter_mut().zip(base_chunk) {
+                *o = b + *o * params.lambda;
+            }
+        }
+        check_and_sink(segment, start, &out, sink)
     })
 }
 
@@ -243,7 +245,9 @@ impl Reader<'_> {
         out: &mut [f32],
     ) -> Result<()> {
         src.read(start, out)?;
-        if let Some((i, v)) = out.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        if !all_finite(out)
+            && let Some((i, v)) = out.iter().enumerate().find(|(_, v)| !v.is_finite())
+        {
             return Err(Error::NonFinite {
                 tensor: self.segment.into(),
                 value: *v,
@@ -258,7 +262,7 @@ impl Reader<'_> {
     fn each_chunk(
         &self,
         models: &[&ChunkModel],
-        mut f: impl FnMut(usize, &[f32], &[Vec<f32>]) -> Result<()>,
+        mut f: impl FnMut(usize, &[f32], &mut [Vec<f32>]) -> Result<()>,
     ) -> Result<()> {
         let mut start = 0;
         let mut base_buf = vec![0.0f32; self.chunk.min(self.n)];
@@ -284,66 +288,36 @@ impl Reader<'_> {
                     *x -= b;
                 }
             }
-            f(start, &base_buf, &deltas)?;
+            f(start, &base_buf, &mut deltas)?;
             start += len;
         }
         Ok(())
     }
-
-    /// Calls `f` on the bits of `|δ|` of one model, every element in order.
-    fn each_abs_bits(&self, m: &ChunkModel, mut f: impl FnMut(u32)) -> Result<()> {
-        self.each_chunk(&[m], |_, _, d| {
-            for x in &d[0] {
-                f(x.abs().to_bits());
-            }
-            Ok(())
-        })
-    }
 }
 
-/// The bits of the `k`-th largest `|δ|` (1-based) and how many are strictly larger.
-fn kth_largest(reader: &Reader, m: &ChunkModel, k: usize) -> Result<(u32, usize)> {
-    let mut high = vec![0usize; 1 << 16];
-    reader.each_abs_bits(m, |b| high[(b >> 16) as usize] += 1)?;
-    let (mut above, mut bucket) = (0usize, 0usize);
-    for h in (0..1usize << 16).rev() {
-        if above + high[h] >= k {
-            bucket = h;
-            break;
-        }
-        above += high[h];
-    }
-    let mut low = vec![0usize; 1 << 16];
-    reader.each_abs_bits(m, |b| {
-        if (b >> 16) as usize == bucket {
-            low[(b & 0xffff) as usize] += 1;
-        }
-    })?;
-    for l in (0..1usize << 16).rev() {
-        if above + low[l] >= k {
-            return Ok((((bucket as u32) << 16) | l as u32, above));
-        }
-        above += low[l];
-    }
-    Ok((0, above))
+/// What a magnitude trim of one model needs from the selection passes.
+enum TrimTarget {
+    /// Density 1 (or `K ≥ n`): keep everything.
+    Keep,
+    /// Find the `k`-th largest `|δ|`; `reference` keeps ties at it inclusively.
+    Kth { k: usize, reference: bool },
 }
 
-fn trim_state(
-    reader: &Reader,
-    m: &ChunkModel,
+fn trim_target(
+    segment: &str,
+    n: usize,
+    d: f64,
     reference: bool,
     at_least_one: bool,
-) -> Result<Sparsify> {
-    let d = m.density;
+) -> Result<TrimTarget> {
     if d.is_nan() || d <= 0.0 || d > 1.0 {
         return Err(Error::BadParameter {
-            tensor: reader.segment.into(),
+            tensor: segment.into(),
             what: format!("density {d} must be in (0, 1]"),
         });
     }
-    let n = reader.n;
     if d == 1.0 {
-        return Ok(Sparsify::Keep);
+        return Ok(TrimTarget::Keep);
     }
     let mut keep = (d * n as f64).floor() as usize;
     if at_least_one && n > 0 {
@@ -351,29 +325,137 @@ fn trim_state(
     }
     if keep == 0 {
         return Err(Error::EmptyTrim {
-            tensor: reader.segment.into(),
+            tensor: segment.into(),
             density: d,
             numel: n,
         });
     }
-    if keep >= n {
-        return Ok(Sparsify::Keep);
-    }
-    if reference {
+    Ok(if keep >= n {
+        TrimTarget::Keep
+    } else if reference {
         // Keep |δ| ≥ the (n − K)-th smallest = the (K + 1)-th largest.
-        let (threshold, _) = kth_largest(reader, m, keep + 1)?;
-        return Ok(Sparsify::Trim {
-            threshold,
-            ties: usize::MAX,
-            inclusive: true,
-        });
-    }
-    let (threshold, above) = kth_largest(reader, m, keep)?;
-    Ok(Sparsify::Trim {
-        threshold,
-        ties: keep - above,
-        inclusive: false,
+        TrimTarget::Kth {
+            k: keep + 1,
+            reference,
+        }
+    } else {
+        TrimTarget::Kth { k: keep, reference }
     })
+}
+
+/// The trim state of every model in `models`. The exact `k`-th largest `|δ|`
+/// of every model that needs one comes from two read passes shared by all
+/// models: a 2¹⁶-bucket histogram of the high half of the f32 bit patterns,
+/// then one of the low half inside each model's chosen bucket.
+fn trim_states(
+    reader: &Reader,
+    models: &[&ChunkModel],
+    reference: bool,
+    at_least_one: bool,
+) -> Result<Vec<Sparsify>> {
+    let targets: Vec<TrimTarget> = models
+        .iter()
+        .map(|m| trim_target(reader.segment, reader.n, m.density, reference, at_least_one))
+        .collect::<Result<_>>()?;
+    let picked: Vec<(&ChunkModel, usize)> = models
+        .iter()
+        .zip(&targets)
+        .filter_map(|(m, t)| match t {
+            TrimTarget::Kth { k, .. } => Some((*m, *k)),
+            TrimTarget::Keep => None,
+        })
+        .collect();
+    let mut found = if picked.is_empty() {
+        Vec::new()
+    } else {
+        let chosen: Vec<&ChunkModel> = picked.iter().map(|(m, _)| *m).collect();
+        let ks: Vec<usize> = picked.iter().map(|(_, k)| *k).collect();
+        kth_largest(reader, &chosen, &ks)?
+    }
+    .into_iter();
+    targets
+        .into_iter()
+        .map(|t| {
+            Ok(match t {
+                TrimTarget::Keep => Sparsify::Keep,
+                TrimTarget::Kth { k, reference } => {
+                    let (threshold, above) = found.next().ok_or_else(|| Error::BadParameter {
+                        tensor: reader.segment.into(),
+                        what: "internal: a trim threshold is missing".into(),
+                    })?;
+                    if reference {
+                        Sparsify::Trim {
+                            threshold,
+                            ties: usize::MAX,
+                            inclusive: true,
+                        }
+                    } else {
+                        Sparsify::Trim {
+                            threshold,
+                            ties: k - above,
+                            inclusive: false,
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// For each model, the bits of its `k`-th largest `|δ|` (1-based) and how
+/// many are strictly larger, by radix selection in two shared passes.
+fn kth_largest(reader: &Reader, models: &[&ChunkModel], ks: &[usize]) -> Result<Vec<(u32, usize)>> {
+    const BUCKETS: usize = 1 << 16;
+    let mut hist = vec![vec![0usize; BUCKETS]; models.len()];
+    reader.each_chunk(models, |_, _, deltas| {
+        for (h, d) in hist.iter_mut().zip(deltas.iter()) {
+            for x in d.iter() {
+                h[(x.abs().to_bits() >> 16) as usize] += 1;
+            }
+        }
+        Ok(())
+    })?;
+    // Per model: the high-half bucket holding the k-th largest, and the count above it.
+    let mut chosen = Vec::with_capacity(models.len());
+    for (h, &k) in hist.iter().zip(ks) {
+        let (mut above, mut bucket) = (0usize, 0u32);
+        for b in (0..BUCKETS).rev() {
+            if above + h[b] >= k {
+                bucket = b as u32;
+                break;
+            }
+            above += h[b];
+        }
+        chosen.push((bucket, above));
+    }
+    for h in &mut hist {
+        h.fill(0);
+    }
+    reader.each_chunk(models, |_, _, deltas| {
+        for ((h, d), (bucket, _)) in hist.iter_mut().zip(deltas.iter()).zip(&chosen) {
+            for x in d.iter() {
+                let b = x.abs().to_bits();
+                if b >> 16 == *bucket {
+                    h[(b & 0xffff) as usize] += 1;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(hist
+        .iter()
+        .zip(ks)
+        .zip(chosen)
+        .map(|((h, &k), (bucket, mut above))| {
+            for l in (0..BUCKETS).rev() {
+                if above + h[l] >= k {
+                    return ((bucket << 16) | l as u32, above);
+                }
+                above += h[l];
+            }
+            (0, above)
+        })
+        .collect())
 }
 
 fn dare_state(reader: &Reader, m: &ChunkModel, rescale: Rescale, stream: u64) -> Result<Sparsify> {
@@ -476,12 +558,15 @@ pub(crate) fn sparsify_one(
         One::Trim {
             reference,
             at_least_one,
-        } => trim_state(&reader, &model, reference, at_least_one)?,
+        } => trim_states(&reader, &[&model], reference, at_least_one)?
+            .pop()
+            .unwrap_or(Sparsify::Keep),
         One::Dare { rescale, stream } => dare_state(&reader, &model, rescale, stream)?,
     };
-    Ok(apply(&mut [state], &[delta.to_vec()], 0)
-        .pop()
-        .unwrap_or_default())
+    let mut values = [delta.to_vec()];
+    apply(&mut [state], &mut values, 0);
+    let [values] = values;
+    Ok(values)
 }
 
 /// A copy of the states with the tie counters at their start.
@@ -514,20 +599,17 @@ fn fresh(state: &[Sparsify]) -> Vec<Sparsify> {
         .collect()
 }
 
-/// Sparsifies one chunk of every model's delta (elements `start ..`), in order.
-fn apply(state: &mut [Sparsify], deltas: &[Vec<f32>], start: usize) -> Vec<Vec<f32>> {
-    state
-        .iter_mut()
-        .zip(deltas)
-        .map(|(s, d)| match s {
-            Sparsify::Keep => d.clone(),
+/// Sparsifies one chunk of every model's delta (elements `start ..`) in place, in order.
+fn apply(state: &mut [Sparsify], deltas: &mut [Vec<f32>], start: usize) {
+    for (s, d) in state.iter_mut().zip(deltas) {
+        match s {
+            Sparsify::Keep => {}
             Sparsify::Trim {
                 threshold,
                 ties,
                 inclusive,
-            } => d
-                .iter()
-                .map(|&x| {
+            } => {
+                for x in d.iter_mut() {
                     let b = x.abs().to_bits();
                     let keep = b > *threshold
                         || (b == *threshold && (*inclusive || *ties > 0) && {
@@ -536,36 +618,45 @@ fn apply(state: &mut [Sparsify], deltas: &[Vec<f32>], start: usize) -> Vec<Vec<f
                             }
                             true
                         });
-                    if keep { x } else { 0.0 }
-                })
-                .collect(),
+                    if !keep {
+                        *x = 0.0;
+                    }
+                }
+            }
             Sparsify::Dare {
                 stream,
                 drop,
                 factor,
                 zero,
-            } => d
-                .iter()
-                .enumerate()
-                .map(|(i, &x)| {
-                    if *zero || uniform(*stream, (start + i) as u64) < *drop {
+            } => {
+                for (i, x) in d.iter_mut().enumerate() {
+                    *x = if *zero || uniform(*stream, (start + i) as u64) < *drop {
                         0.0
                     } else {
-                        factor.map_or(x, |f| x * f)
-                    }
-                })
-                .collect(),
-        })
-        .collect()
+                        factor.map_or(*x, |f| *x * f)
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Whether every value is finite (a branch-free scan the compiler vectorises).
+fn all_finite(values: &[f32]) -> bool {
+    values.iter().fold(true, |ok, v| {
+        ok & (v.to_bits() & 0x7f80_0000 != 0x7f80_0000)
+    })
 }
 
 fn check_and_sink(
     segment: &str,
     start: usize,
-    out: Vec<f32>,
+    out: &[f32],
     sink: &mut dyn FnMut(&[f32]) -> Result<()>,
 ) -> Result<()> {
-    if let Some((i, v)) = out.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+    if !all_finite(out)
+        && let Some((i, v)) = out.iter().enumerate().find(|(_, v)| !v.is_finite())
+    {
         return Err(Error::NonFinite {
             tensor: segment.into(),
             value: *v,
@@ -573,7 +664,7 @@ fn check_and_sink(
             place: "in the result".into(),
         });
     }
-    sink(&out)
+    sink(out)
 }
 
 /// PCB needs the whole tensor: read it, merge it, hand it out in chunks.

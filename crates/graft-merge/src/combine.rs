@@ -7,43 +7,55 @@ use crate::VoteRule;
 /// (zeros excluded), `mix = Σ M_i D_i`, `div = Σ M_i w_i` (0 → 1); without,
 /// `mix = Σ D_i`, `div = Σ w_i` (`|div| < 1e-8` → 1). `normalize` divides by
 /// `div`. Sums run over the models in the order given.
+/// The result replaces the contents of `out`.
 pub(crate) fn mergekit(
     deltas: &[Vec<f32>],
     weights: &[f32],
     vote: Option<VoteRule>,
     normalize: bool,
-) -> Vec<f32> {
+    out: &mut Vec<f32>,
+) {
     let n = deltas.first().map_or(0, Vec::len);
-    let mut out = vec![0.0f32; n];
+    out.clear();
+    let Some(rule) = vote else {
+        // Model-major loops (vectorised) that add in the same order as
+        // `Iterator::sum`, which starts from −0.0: the same bits.
+        out.resize(n, -0.0);
+        for (delta, &w) in deltas.iter().zip(weights) {
+            for (o, x) in out.iter_mut().zip(delta) {
+                *o += w * x;
+            }
+        }
+        if normalize {
+            let div: f32 = weights.iter().sum();
+            let div = if div.abs() < 1e-8 { 1.0 } else { div };
+            for o in out.iter_mut() {
+                *o /= div;
+            }
+        }
+        return;
+    };
+    out.resize(n, 0.0);
     let mut d = vec![0.0f32; deltas.len()];
     for p in 0..n {
         for (i, delta) in deltas.iter().enumerate() {
             d[i] = weights[i] * delta[p];
         }
-        let (mix, div) = match vote {
-            Some(rule) => {
-                let tally: f32 = match rule {
-                    VoteRule::Sum => d.iter().sum(),
-                    VoteRule::Count => d.iter().map(|x| sign(*x)).sum(),
-                };
-                let s = if tally >= 0.0 { 1.0 } else { -1.0 };
-                let (mut mix, mut div) = (0.0f32, 0.0f32);
-                for (i, &x) in d.iter().enumerate() {
-                    if sign(x) == s {
-                        mix += x;
-                        div += weights[i];
-                    }
-                }
-                (mix, if div == 0.0 { 1.0 } else { div })
-            }
-            None => {
-                let div: f32 = weights.iter().sum();
-                (d.iter().sum(), if div.abs() < 1e-8 { 1.0 } else { div })
-            }
+        let tally: f32 = match rule {
+            VoteRule::Sum => d.iter().sum(),
+            VoteRule::Count => d.iter().map(|x| sign(*x)).sum(),
         };
+        let s = if tally >= 0.0 { 1.0 } else { -1.0 };
+        let (mut mix, mut div) = (0.0f32, 0.0f32);
+        for (i, &x) in d.iter().enumerate() {
+            if sign(x) == s {
+                mix += x;
+                div += weights[i];
+            }
+        }
+        let div = if div == 0.0 { 1.0 } else { div };
         out[p] = if normalize { mix / div } else { mix };
     }
-    out
 }
 
 /// `Σ_p sgn(Σ_i τ̂_i,p)` over a (part of a) segment, exactly.
@@ -59,27 +71,26 @@ pub(crate) fn ties_vote_balance(trimmed: &[Vec<f32>]) -> i64 {
 /// from [`ties_vote_balance`] over the whole segment); keep `τ̂_i,p` of sign
 /// `γ_p` (where `γ_p` is still 0, the negative ones, as the reference's
 /// `where(γ > 0, τ̂ > 0, τ̂ < 0)` does); mean over the kept non-zero entries
-/// (0 where none).
-pub(crate) fn ties_reference_with(trimmed: &[Vec<f32>], majority: f32) -> Vec<f32> {
+/// (0 where none). The result replaces the contents of `out`.
+pub(crate) fn ties_reference_with(trimmed: &[Vec<f32>], majority: f32, out: &mut Vec<f32>) {
     let n = trimmed.first().map_or(0, Vec::len);
-    (0..n)
-        .map(|p| {
-            let mut gamma = sign(trimmed.iter().map(|t| t[p]).sum());
-            if gamma == 0.0 {
-                gamma = majority;
+    out.clear();
+    out.extend((0..n).map(|p| {
+        let mut gamma = sign(trimmed.iter().map(|t| t[p]).sum());
+        if gamma == 0.0 {
+            gamma = majority;
+        }
+        let (mut sum, mut count) = (0.0f32, 0u32);
+        for t in trimmed {
+            let x = t[p];
+            let agrees = if gamma > 0.0 { x > 0.0 } else { x < 0.0 };
+            if agrees {
+                sum += x;
+                count += 1;
             }
-            let (mut sum, mut count) = (0.0f32, 0u32);
-            for t in trimmed {
-                let x = t[p];
-                let agrees = if gamma > 0.0 { x > 0.0 } else { x < 0.0 };
-                if agrees {
-                    sum += x;
-                    count += 1;
-                }
-            }
-            sum / count.max(1) as f32
-        })
-        .collect()
+        }
+        sum / count.max(1) as f32
+    }));
 }
 
 /// The sign of `x` as torch computes it: −1, 0 or +1 (−0.0 gives 0).

@@ -13,6 +13,8 @@
 //! (the bounded multi-pass version of spec §4/§7 is still to come).
 
 use crate::chunked::{ChunkModel, Source, merge_chunked};
+pub use crate::codec::{decode_f32, encode_f32};
+use crate::codec::{decode_into, encode_extend, is_float};
 use crate::config::{MergeConfig, Scope};
 use crate::param::layer_index;
 use crate::{Delta, Error, Method, Result, merge_segment};
@@ -62,53 +64,6 @@ pub struct MergeReport {
     pub bytes_written: u64,
     /// Wall time in seconds.
     pub wall_s: f64,
-}
-
-/// Decodes a float tensor's little-endian bytes to f32.
-pub fn decode_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
-    Some(match dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::F64 => bytes
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-            .collect(),
-        _ => return None,
-    })
-}
-
-/// Encodes f32 values in `dtype` (round to nearest even), little-endian.
-pub fn encode_f32(dtype: Dtype, values: &[f32]) -> Option<Vec<u8>> {
-    Some(match dtype {
-        Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        Dtype::F16 => values
-            .iter()
-            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-            .collect(),
-        Dtype::BF16 => values
-            .iter()
-            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
-            .collect(),
-        Dtype::F64 => values
-            .iter()
-            .flat_map(|v| f64::from(*v).to_le_bytes())
-            .collect(),
-        _ => return None,
-    })
-}
-
-fn is_float(dtype: Dtype) -> bool {
-    matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64)
 }
 
 fn safetensors_dtype(name: &str) -> Result<Dtype> {
@@ -314,9 +269,16 @@ impl Source for FileSource<'_> {
 
     fn read(&self, start: usize, out: &mut [f32]) -> Result<()> {
         let w = self.width();
-        let values = decode_f32(self.dtype, &self.bytes[start * w..(start + out.len()) * w])
-            .unwrap_or_default();
-        out.copy_from_slice(&values);
+        if !decode_into(
+            self.dtype,
+            &self.bytes[start * w..(start + out.len()) * w],
+            out,
+        ) {
+            return Err(Error::Mismatch {
+                tensor: self.name.into(),
+                reason: format!("dtype {:?} is not a float type", self.dtype),
+            });
+        }
         Ok(())
     }
 
@@ -393,7 +355,7 @@ impl Job<'_> {
             &models,
             self.chunk,
             &mut |part: &[f32]| {
-                bytes.extend(encode_f32(out_spec.dtype, part).unwrap_or_default());
+                encode_extend(out_spec.dtype, part, &mut bytes);
                 Ok(())
             },
         )?;

@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod chunked;
+pub mod codec;
 mod combine;
 pub mod config;
 pub mod engine;
