@@ -609,17 +609,45 @@ fn apply(state: &mut [Sparsify], deltas: &mut [Vec<f32>], start: usize) {
                 ties,
                 inclusive,
             } => {
-                for x in d.iter_mut() {
-                    let b = x.abs().to_bits();
-                    let keep = b > *threshold
-                        || (b == *threshold && (*inclusive || *ties > 0) && {
-                            if !*inclusive {
-                                *ties -= 1;
+                let t = *threshold;
+                let at_threshold = d.iter().filter(|x| x.abs().to_bits() == t).count();
+                // Keep `|δ| > t`, and the ties at `t` while the budget lasts:
+                // all of this chunk's, none, or (one chunk per tensor) some.
+                let budget_here = *ties;
+                let keep_ties = if *inclusive || at_threshold <= *ties {
+                    Some(true)
+                } else if *ties == 0 {
+                    Some(false)
+                } else {
+                    None
+                };
+                if !*inclusive {
+                    *ties = ties.saturating_sub(at_threshold);
+                }
+                match keep_ties {
+                    Some(true) => {
+                        for x in d.iter_mut() {
+                            *x = if x.abs().to_bits() >= t { *x } else { 0.0 };
+                        }
+                    }
+                    Some(false) => {
+                        for x in d.iter_mut() {
+                            *x = if x.abs().to_bits() > t { *x } else { 0.0 };
+                        }
+                    }
+                    None => {
+                        let mut budget = budget_here;
+                        for x in d.iter_mut() {
+                            let b = x.abs().to_bits();
+                            let keep = b > t
+                                || (b == t && budget > 0 && {
+                                    budget -= 1;
+                                    true
+                                });
+                            if !keep {
+                                *x = 0.0;
                             }
-                            true
-                        });
-                    if !keep {
-                        *x = 0.0;
+                        }
                     }
                 }
             }

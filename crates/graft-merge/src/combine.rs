@@ -35,26 +35,40 @@ pub(crate) fn mergekit(
         }
         return;
     };
-    out.resize(n, 0.0);
-    let mut d = vec![0.0f32; deltas.len()];
-    for p in 0..n {
-        for (i, delta) in deltas.iter().enumerate() {
-            d[i] = weights[i] * delta[p];
-        }
-        let tally: f32 = match rule {
-            VoteRule::Sum => d.iter().sum(),
-            VoteRule::Count => d.iter().map(|x| sign(*x)).sum(),
-        };
-        let s = if tally >= 0.0 { 1.0 } else { -1.0 };
-        let (mut mix, mut div) = (0.0f32, 0.0f32);
-        for (i, &x) in d.iter().enumerate() {
-            if sign(x) == s {
-                mix += x;
-                div += weights[i];
+    // The vote, model-major as above: `tally` adds like `Iterator::sum`
+    // (from −0.0); `mix` and `div` start at +0.0 and add the agreeing
+    // entries, where adding +0.0 instead of skipping leaves the same bits
+    // (neither sum can become −0.0).
+    let mut tally = vec![-0.0f32; n];
+    for (delta, &w) in deltas.iter().zip(weights) {
+        match rule {
+            VoteRule::Sum => {
+                for (t, x) in tally.iter_mut().zip(delta) {
+                    *t += w * x;
+                }
+            }
+            VoteRule::Count => {
+                for (t, x) in tally.iter_mut().zip(delta) {
+                    *t += sign(w * x);
+                }
             }
         }
-        let div = if div == 0.0 { 1.0 } else { div };
-        out[p] = if normalize { mix / div } else { mix };
+    }
+    out.resize(n, 0.0);
+    let mut div = vec![0.0f32; n];
+    for (delta, &w) in deltas.iter().zip(weights) {
+        for (((o, v), t), x) in out.iter_mut().zip(div.iter_mut()).zip(&tally).zip(delta) {
+            let d = w * x;
+            let s = if *t >= 0.0 { 1.0 } else { -1.0 };
+            let agrees = sign(d) == s;
+            *o += if agrees { d } else { 0.0 };
+            *v += if agrees { w } else { 0.0 };
+        }
+    }
+    if normalize {
+        for (o, v) in out.iter_mut().zip(&div) {
+            *o /= if *v == 0.0 { 1.0 } else { *v };
+        }
     }
 }
 
