@@ -1,0 +1,193 @@
+//! The exponential-integrator core, written once for every affine process
+//! (spec §1, §3): on `y = x − μ` the marginal is `y = α x0' + σ ε`, so the
+//! MR-SDE, VP (μ = 0, σ∞ = 1) and VE updates are one set of formulas in
+//! λ = ln α − ln σ. Schedule scalars and h are f64.
+
+use crate::process::Process;
+use graft_tensor::tch::Tensor;
+
+/// What the network integral is expanded in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// ε̂ (DPM-Solver).
+    Noise,
+    /// x̂0 (DPM-Solver++).
+    Data,
+}
+
+/// The D2 term of the order-3 multistep update (spec §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ThirdOrder {
+    /// `2·φ3·D2`: third order in Taylor's sense (the default).
+    #[default]
+    TaylorExact,
+    /// `φ3·D2` as in the official DPM-Solver, diffusers and MRS code (globally second order).
+    Reference,
+}
+
+/// The scalars of one step from `s` to `t` (t < s, cleaner).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    /// α_s.
+    pub alpha_s: f64,
+    /// σ_s.
+    pub sigma_s: f64,
+    /// α_t.
+    pub alpha_t: f64,
+    /// σ_t.
+    pub sigma_t: f64,
+    /// h = λ_t − λ_s (> 0 going to cleaner times).
+    pub h: f64,
+}
+
+impl Step {
+    /// The step from `s` to `t` of `process`.
+    pub fn new(process: &dyn Process, s: f64, t: f64) -> Self {
+        Self {
+            alpha_s: process.alpha(s),
+            sigma_s: process.sigma(s),
+            alpha_t: process.alpha(t),
+            sigma_t: process.sigma(t),
+            h: process.lambda(t) - process.lambda(s),
+        }
+    }
+}
+
+const SERIES_H: f64 = 1e-4;
+
+/// Noise-form coefficients `(φ1, φ2, φ3)`: φ1 = expm1(h), φ2 = φ1/h − 1, φ3 = φ2/h − ½
+/// (series below |h| = 1e−4).
+pub fn phi_noise(h: f64) -> (f64, f64, f64) {
+    let p1 = h.exp_m1();
+    if h.abs() < SERIES_H {
+        (p1, h / 2.0 + h * h / 6.0, h / 6.0 + h * h / 24.0)
+    } else {
+        let p2 = p1 / h - 1.0;
+        (p1, p2, p2 / h - 0.5)
+    }
+}
+
+/// Data-form coefficients `(φ1, φ2, φ3)`: φ1 = expm1(−h), φ2 = φ1/h + 1, φ3 = φ2/h − ½.
+pub fn phi_data(h: f64) -> (f64, f64, f64) {
+    let p1 = (-h).exp_m1();
+    if h.abs() < SERIES_H {
+        (p1, h / 2.0 - h * h / 6.0, -h / 6.0 + h * h / 24.0)
+    } else {
+        let p2 = p1 / h + 1.0;
+        (p1, p2, p2 / h - 0.5)
+    }
+}
+
+/// SDE data-form coefficients `(ψ1, ψ2)`: ψ1 = −expm1(−2h), ψ2 = 1 − ψ1/(2h).
+pub fn psi_data(h: f64) -> (f64, f64) {
+    let p1 = -(-2.0 * h).exp_m1();
+    if h.abs() < SERIES_H {
+        (p1, h - 2.0 * h * h / 3.0)
+    } else {
+        (p1, 1.0 - p1 / (2.0 * h))
+    }
+}
+
+/// The divided differences of a multistep buffer, newest first:
+/// `qs = [Q0, Q1, Q2]` at `lams = [λ_{i−1}, λ_{i−2}, λ_{i−3}]`, step `h`.
+/// Returns `(D1, D2)` for `order` (D terms absent at lower orders).
+pub fn differences(
+    qs: &[&Tensor],
+    lams: &[f64],
+    h: f64,
+    order: usize,
+) -> (Option<Tensor>, Option<Tensor>) {
+    if order < 2 || qs.len() < 2 {
+        return (None, None);
+    }
+    let r1 = (lams[0] - lams[1]) / h;
+    let e0 = (qs[0] - qs[1]) / r1;
+    if order < 3 || qs.len() < 3 {
+        return (Some(e0), None);
+    }
+    let r2 = (lams[1] - lams[2]) / h;
+    let e1 = (qs[1] - qs[2]) / r2;
+    let diff = &e0 - &e1;
+    let d1 = &e0 + &diff * (r1 / (r1 + r2));
+    let d2 = diff / (r1 + r2);
+    (Some(d1), Some(d2))
+}
+
+/// One exponential-integrator update of centered `y` from s to t (spec §3 table).
+/// `q0` is ε̂ (noise form) or the centered `x̂0 − μ` (data form); `z` is the
+/// step's standard normal for the SDE variants (None: ODE).
+#[allow(clippy::too_many_arguments)]
+pub fn update(
+    form: Form,
+    y: &Tensor,
+    q0: &Tensor,
+    d1: Option<&Tensor>,
+    d2: Option<&Tensor>,
+    st: &Step,
+    third: ThirdOrder,
+    z: Option<&Tensor>,
+) -> Tensor {
+    let h = st.h;
+    let d2_scale = match third {
+        ThirdOrder::TaylorExact => 2.0,
+        ThirdOrder::Reference => 1.0,
+    };
+    match (form, z) {
+        (Form::Data, None) => {
+            let (p1, p2, p3) = phi_data(h);
+            let mut acc = q0 * p1;
+            if let Some(d1) = d1 {
+                acc -= d1 * p2;
+            }
+            if let Some(d2) = d2 {
+                acc += d2 * (p3 * d2_scale);
+            }
+            y * (st.sigma_t / st.sigma_s) - acc * st.alpha_t
+        }
+        (Form::Noise, None) => {
+            let (p1, p2, p3) = phi_noise(h);
+            let mut acc = q0 * p1;
+            if let Some(d1) = d1 {
+                acc += d1 * p2;
+            }
+            if let Some(d2) = d2 {
+                acc += d2 * (p3 * d2_scale);
+            }
+            y * (st.alpha_t / st.alpha_s) - acc * st.sigma_t
+        }
+        (Form::Data, Some(z)) => {
+            let (s1, s2) = psi_data(h);
+            let mut acc = q0 * s1;
+            if let Some(d1) = d1 {
+                acc += d1 * s2;
+            }
+            y * (st.sigma_t / st.sigma_s * (-h).exp())
+                + acc * st.alpha_t
+                + z * (st.sigma_t * s1.sqrt())
+        }
+        (Form::Noise, Some(z)) => {
+            let (p1, p2, _) = phi_noise(h);
+            let mut acc = q0 * p1;
+            if let Some(d1) = d1 {
+                acc += d1 * p2;
+            }
+            y * (st.alpha_t / st.alpha_s) - acc * (2.0 * st.sigma_t)
+                + z * (st.sigma_t * (2.0 * h).exp_m1().sqrt())
+        }
+    }
+}
+
+/// The generalized posterior (optimal reverse) step from s to t for any jump
+/// (spec §2): with `a = α_s/α_t` and `v = σ_s² − a²σ_t²`, mean
+/// `(aσ_t²/σ_s²) y_s + (vα_t/σ_s²) x0'`, variance `vσ_t²/σ_s²`.
+pub fn posterior_step(y: &Tensor, x0c: &Tensor, st: &Step, z: Option<&Tensor>) -> Tensor {
+    let a = st.alpha_s / st.alpha_t;
+    let ss2 = st.sigma_s * st.sigma_s;
+    let st2 = st.sigma_t * st.sigma_t;
+    let v = ss2 - a * a * st2;
+    let mean = y * (a * st2 / ss2) + x0c * (v * st.alpha_t / ss2);
+    match z {
+        Some(z) => mean + z * (v * st2 / ss2).max(0.0).sqrt(),
+        None => mean,
+    }
+}

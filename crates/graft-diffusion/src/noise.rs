@@ -1,0 +1,197 @@
+//! Noise sources for stochastic samplers: seeded, user-supplied and a
+//! Brownian tree (the same seed gives consistent paths at 20 and 40 steps).
+
+use crate::{Error, Result};
+use graft_tensor::tch::{Kind, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use std::collections::VecDeque;
+
+/// Standard normal draws for a step of a stochastic sampler from `t_from` to `t_to`.
+pub trait NoiseSource {
+    /// A tensor of i.i.d. N(0, 1) with the shape, kind and device of `like`,
+    /// for the step from `t_from` to `t_to`.
+    fn standard_normal(&mut self, like: &Tensor, t_from: f64, t_to: f64) -> Result<Tensor>;
+}
+
+/// `n` standard normals from `rng` as an f64 vector.
+pub fn normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
+    (0..n).map(|_| StandardNormal.sample(rng)).collect()
+}
+
+/// A tensor of standard normals shaped and typed like `like`, drawn from `rng`.
+pub fn normal_like(rng: &mut ChaCha8Rng, like: &Tensor) -> Result<Tensor> {
+    let n = like.numel();
+    let v = normals(rng, n);
+    Ok(Tensor::from_slice(&v)
+        .f_reshape(like.size())?
+        .f_to_kind(like.kind())?
+        .f_to_device(like.device())?)
+}
+
+/// Independent draws from a ChaCha8 stream seeded once (deterministic,
+/// independent of libtorch's global generator).
+pub struct SeededNoise {
+    rng: ChaCha8Rng,
+}
+
+impl SeededNoise {
+    /// A stream from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+    /// The generator, for drawing initial states from the same stream.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+}
+
+impl NoiseSource for SeededNoise {
+    fn standard_normal(&mut self, like: &Tensor, _t_from: f64, _t_to: f64) -> Result<Tensor> {
+        normal_like(&mut self.rng, like)
+    }
+}
+
+/// Noise tensors supplied by the user, consumed in order.
+pub struct UserNoise {
+    queue: VecDeque<Tensor>,
+    used: usize,
+}
+
+impl UserNoise {
+    /// The tensors to hand out, in order.
+    pub fn new(tensors: Vec<Tensor>) -> Self {
+        Self {
+            queue: tensors.into(),
+            used: 0,
+        }
+    }
+}
+
+impl NoiseSource for UserNoise {
+    fn standard_normal(&mut self, like: &Tensor, _t_from: f64, _t_to: f64) -> Result<Tensor> {
+        let z = self
+            .queue
+            .pop_front()
+            .ok_or(Error::NoiseExhausted { used: self.used })?;
+        if z.size() != like.size() {
+            return Err(Error::ShapeMismatch {
+                what: "user noise vs x",
+                expected: like.size(),
+                actual: z.size(),
+            });
+        }
+        self.used += 1;
+        Ok(z.f_to_kind(like.kind())?.f_to_device(like.device())?)
+    }
+}
+
+/// A Brownian motion W on `[t_lo, t_hi]` generated lazily by bisection
+/// (Brownian bridges with counter-seeded draws at every node), so W(t) does not
+/// depend on which times are asked for. A step's noise is
+/// `(W(t_to) − W(t_from)) / sqrt(|t_to − t_from|)`.
+pub struct BrownianTree {
+    seed: u64,
+    t_lo: f64,
+    t_hi: f64,
+    depth: u32,
+    shape: Option<Vec<i64>>,
+}
+
+impl BrownianTree {
+    /// A tree on `[t_lo, t_hi]` resolved to `(t_hi − t_lo)/2^depth` (linear in between).
+    pub fn new(seed: u64, t_lo: f64, t_hi: f64, depth: u32) -> Result<Self> {
+        if !(t_hi > t_lo) || !t_lo.is_finite() || !t_hi.is_finite() {
+            return Err(Error::Invalid {
+                name: "t_hi",
+                value: t_hi,
+                reason: "a Brownian tree needs t_lo < t_hi",
+            });
+        }
+        Ok(Self {
+            seed,
+            t_lo,
+            t_hi,
+            depth: depth.clamp(1, 40),
+            shape: None,
+        })
+    }
+
+    fn draws(&self, node: u64, n: usize) -> Vec<f64> {
+        let key = self
+            .seed
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(node.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let mut rng = ChaCha8Rng::seed_from_u64(key);
+        normals(&mut rng, n)
+    }
+
+    /// W(t) as a flat vector of `n` values.
+    fn value(&self, t: f64, n: usize) -> Vec<f64> {
+        let t = t.clamp(self.t_lo, self.t_hi);
+        let (mut a, mut b) = (self.t_lo, self.t_hi);
+        let mut wa = vec![0.0; n];
+        let root = self.draws(0, n);
+        let scale = (b - a).sqrt();
+        let mut wb: Vec<f64> = root.iter().map(|z| z * scale).collect();
+        let mut node: u64 = 1;
+        for _ in 0..self.depth {
+            let m = 0.5 * (a + b);
+            let sd = ((b - a) / 4.0).sqrt();
+            let z = self.draws(node, n);
+            let wm: Vec<f64> = (0..n).map(|i| 0.5 * (wa[i] + wb[i]) + sd * z[i]).collect();
+            if t <= m {
+                b = m;
+                wb = wm;
+                node *= 2;
+            } else {
+                a = m;
+                wa = wm;
+                node = 2 * node + 1;
+            }
+        }
+        let w = if b > a { (t - a) / (b - a) } else { 0.0 };
+        (0..n).map(|i| wa[i] + w * (wb[i] - wa[i])).collect()
+    }
+}
+
+impl NoiseSource for BrownianTree {
+    fn standard_normal(&mut self, like: &Tensor, t_from: f64, t_to: f64) -> Result<Tensor> {
+        match &self.shape {
+            Some(s) if *s != like.size() => {
+                return Err(Error::ShapeMismatch {
+                    what: "Brownian tree vs x",
+                    expected: s.clone(),
+                    actual: like.size(),
+                });
+            }
+            None => self.shape = Some(like.size()),
+            _ => {}
+        }
+        let dt = (t_to - t_from).abs();
+        if !(dt > 0.0) {
+            return Err(Error::Invalid {
+                name: "dt",
+                value: dt,
+                reason: "a Brownian increment needs t_from != t_to",
+            });
+        }
+        let n = like.numel();
+        let (w1, w0) = (self.value(t_to, n), self.value(t_from, n));
+        let z: Vec<f64> = w1
+            .iter()
+            .zip(&w0)
+            .map(|(a, b)| (a - b) / dt.sqrt())
+            .collect();
+        Ok(Tensor::from_slice(&z)
+            .f_reshape(like.size())?
+            .f_to_kind(like.kind())?
+            .f_to_device(like.device())?)
+    }
+}
+
+/// f64 on the CPU: the kind the oracle tests use.
+pub const F64: (Kind, graft_tensor::tch::Device) = (Kind::Double, graft_tensor::tch::Device::Cpu);
