@@ -402,19 +402,61 @@ fn trim_states(
         .collect()
 }
 
+const BUCKETS: usize = 1 << 16;
+
+/// A 2¹⁶-bucket histogram of 16-bit keys, counted in `u32` (half the cache
+/// footprint of `usize`) and folded into `usize` totals before it could overflow.
+struct Histogram {
+    part: Box<[u32; BUCKETS]>,
+    counted: u64,
+    totals: Vec<usize>,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Self {
+            part: Box::new([0; BUCKETS]),
+            counted: 0,
+            totals: vec![0; BUCKETS],
+        }
+    }
+
+    /// Counts each key (`< 2¹⁶`) of one chunk.
+    fn count(&mut self, keys: impl Iterator<Item = u32>) {
+        for key in keys {
+            if self.counted == u64::from(u32::MAX) {
+                self.fold();
+            }
+            self.part[(key & 0xffff) as usize] += 1;
+            self.counted += 1;
+        }
+    }
+
+    fn fold(&mut self) {
+        for (t, p) in self.totals.iter_mut().zip(self.part.iter_mut()) {
+            *t += *p as usize;
+            *p = 0;
+        }
+        self.counted = 0;
+    }
+
+    fn totals(mut self) -> Vec<usize> {
+        self.fold();
+        self.totals
+    }
+}
+
 /// For each model, the bits of its `k`-th largest `|δ|` (1-based) and how
 /// many are strictly larger, by radix selection in two shared passes.
 fn kth_largest(reader: &Reader, models: &[&ChunkModel], ks: &[usize]) -> Result<Vec<(u32, usize)>> {
-    const BUCKETS: usize = 1 << 16;
-    let mut hist = vec![vec![0usize; BUCKETS]; models.len()];
+    let mut hist: Vec<Histogram> = models.iter().map(|_| Histogram::new()).collect();
     reader.each_chunk(models, |_, _, deltas| {
         for (h, d) in hist.iter_mut().zip(deltas.iter()) {
-            for x in d.iter() {
-                h[(x.abs().to_bits() >> 16) as usize] += 1;
-            }
+            h.count(d.iter().map(|x| x.abs().to_bits() >> 16));
         }
         Ok(())
     })?;
+    let hist: Vec<Vec<usize>> = hist.into_iter().map(Histogram::totals).collect();
     // Per model: the high-half bucket holding the k-th largest, and the count above it.
     let mut chosen = Vec::with_capacity(models.len());
     for (h, &k) in hist.iter().zip(ks) {
@@ -428,20 +470,17 @@ fn kth_largest(reader: &Reader, models: &[&ChunkModel], ks: &[usize]) -> Result<
         }
         chosen.push((bucket, above));
     }
-    for h in &mut hist {
-        h.fill(0);
-    }
+    let mut low: Vec<Histogram> = models.iter().map(|_| Histogram::new()).collect();
     reader.each_chunk(models, |_, _, deltas| {
-        for ((h, d), (bucket, _)) in hist.iter_mut().zip(deltas.iter()).zip(&chosen) {
-            for x in d.iter() {
+        for ((h, d), (bucket, _)) in low.iter_mut().zip(deltas.iter()).zip(&chosen) {
+            h.count(d.iter().filter_map(|x| {
                 let b = x.abs().to_bits();
-                if b >> 16 == *bucket {
-                    h[(b & 0xffff) as usize] += 1;
-                }
-            }
+                (b >> 16 == *bucket).then_some(b & 0xffff)
+            }));
         }
         Ok(())
     })?;
+    let hist: Vec<Vec<usize>> = low.into_iter().map(Histogram::totals).collect();
     Ok(hist
         .iter()
         .zip(ks)
