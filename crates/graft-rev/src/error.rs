@@ -6,6 +6,65 @@ pub enum Error {
     /// An invalid configuration.
     #[error("{0}")]
     Config(String),
+    /// The size of the split dimension cannot be halved.
+    #[error("cannot split dimension {dim} of size {size} into two equal halves (shape {shape:?})")]
+    OddSplit {
+        /// The split dimension as given.
+        dim: i64,
+        /// Its size.
+        size: i64,
+        /// The whole shape (empty when checked at construction).
+        shape: Vec<i64>,
+    },
+    /// A sub-network inside a coupling changed the shape of its input.
+    #[error("{function} of a coupling must give shape {expected:?} but gave {got:?}")]
+    ShapeChanged {
+        /// Which function (`F` or `G`).
+        function: &'static str,
+        /// The shape it had to produce.
+        expected: Vec<i64>,
+        /// The shape it produced.
+        got: Vec<i64>,
+    },
+    /// A tensor whose shape does not fit (a gradient, a state).
+    #[error("{what}: expected shape {expected:?}, got {got:?}")]
+    ShapeMismatch {
+        /// What was checked.
+        what: String,
+        /// The expected shape.
+        expected: Vec<i64>,
+        /// The shape given.
+        got: Vec<i64>,
+    },
+    /// A dtype the reconstruction does not support.
+    #[error("{what}: dtype {kind:?} is not supported (reversible reconstruction needs f32 or f64)")]
+    UnsupportedDtype {
+        /// What was checked.
+        what: String,
+        /// The dtype given.
+        kind: graft_tensor::tch::Kind,
+    },
+    /// The reconstructed activations drifted from the stored exact ones.
+    #[error(
+        "reconstruction error {error:e} at the input of layer {layer} exceeds the tolerance {tolerance:e}"
+    )]
+    Drift {
+        /// The layer whose reconstructed input was compared.
+        layer: usize,
+        /// Max absolute difference between reconstruction and exact state.
+        error: f64,
+        /// The tolerance set by the user.
+        tolerance: f64,
+    },
+    /// `backward` was called before a gradient reached the tape's output.
+    #[error("the tape's output has no gradient: call backward on a loss computed from it first")]
+    NoOutputGradient,
+    /// A memory probe or a graft-tensor helper failed.
+    #[error(transparent)]
+    Tensor(#[from] graft_tensor::Error),
+    /// An error from graft-nn (plots, results).
+    #[error(transparent)]
+    Nn(#[from] graft_nn::Error),
     /// An error from libtorch.
     #[error(transparent)]
     Torch(#[from] graft_tensor::tch::TchError),
