@@ -17,11 +17,11 @@ pub use crate::codec::{decode_f32, encode_f32};
 use crate::codec::{decode_into, encode_extend, is_float};
 use crate::config::{MergeConfig, Scope};
 use crate::param::layer_index;
-use crate::{Delta, Error, Method, Result, merge_segment};
+use crate::{Error, Method, Result};
 use graft_tensor::atomic::StagingDir;
 use graft_tensor::safetensors::{Checkpoint, Dtype, ShardedWriter, TensorSpec};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -160,13 +160,6 @@ pub fn run_merge(
             .progress_chars("=> "),
     );
 
-    let global =
-        config.scope == Scope::Global && matches!(config.method, Method::Ties | Method::Pcb(_));
-    let precomputed: HashMap<String, Vec<f32>> = if global {
-        merge_global(config, &base, &models, &ids, &base_specs)?
-    } else {
-        HashMap::new()
-    };
     let mut report = MergeReport {
         merged: 0,
         copied: 0,
@@ -174,14 +167,6 @@ pub fn run_merge(
         bytes_written: 0,
         wall_s: 0.0,
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.threads)
-        .build()
-        .map_err(|e| Error::BadParameter {
-            tensor: "<all>".into(),
-            what: format!("cannot start {} threads: {e}", options.threads),
-        })?;
-    let batch = pool.current_num_threads().max(1);
     let jobs: Vec<(&TensorSpec, &TensorSpec)> = base_specs.iter().zip(&out_specs).collect();
     let job = Job {
         config,
@@ -191,27 +176,42 @@ pub fn run_merge(
         layers,
         chunk: options.chunk_elems,
     };
-    for chunk in jobs.chunks(batch) {
-        // Merge a batch in parallel, then write it in the declared order.
-        let results: Vec<Result<Merged>> = pool.install(|| {
-            use rayon::prelude::*;
-            chunk
-                .par_iter()
-                .map(|(spec, out_spec)| job.tensor(spec, out_spec, precomputed.get(&spec.name)))
-                .collect()
-        });
-        for ((spec, _), result) in chunk.iter().zip(results) {
-            let merged = result?;
-            bar.set_message(spec.name.clone());
-            report.bytes_read += merged.bytes_read;
-            report.bytes_written += merged.bytes.len() as u64;
-            if merged.copied {
-                report.copied += 1;
-            } else {
-                report.merged += 1;
+    let mut write = |spec: &TensorSpec, merged: Merged| -> Result<()> {
+        bar.set_message(spec.name.clone());
+        report.bytes_read += merged.bytes_read;
+        report.bytes_written += merged.bytes.len() as u64;
+        if merged.copied {
+            report.copied += 1;
+        } else {
+            report.merged += 1;
+        }
+        writer.write_bytes(&spec.name, &merged.bytes)?;
+        bar.inc(spec.nbytes() as u64);
+        Ok(())
+    };
+    if config.scope == Scope::Global && matches!(config.method, Method::Ties | Method::Pcb(_)) {
+        job.global(&jobs, &mut write)?;
+    } else {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.threads)
+            .build()
+            .map_err(|e| Error::BadParameter {
+                tensor: "<all>".into(),
+                what: format!("cannot start {} threads: {e}", options.threads),
+            })?;
+        let batch = pool.current_num_threads().max(1);
+        for chunk in jobs.chunks(batch) {
+            // Merge a batch in parallel, then write it in the declared order.
+            let results: Vec<Result<Merged>> = pool.install(|| {
+                use rayon::prelude::*;
+                chunk
+                    .par_iter()
+                    .map(|(spec, out_spec)| job.tensor(spec, out_spec))
+                    .collect()
+            });
+            for ((spec, _), result) in chunk.iter().zip(results) {
+                write(spec, result?)?;
             }
-            writer.write_bytes(&spec.name, &merged.bytes)?;
-            bar.inc(spec.nbytes() as u64);
         }
     }
     writer.finish()?;
@@ -300,13 +300,8 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Merges (or copies) one tensor; `precomputed` holds its global-scope result.
-    fn tensor(
-        &self,
-        spec: &TensorSpec,
-        out_spec: &TensorSpec,
-        precomputed: Option<&Vec<f32>>,
-    ) -> Result<Merged> {
+    /// Merges (or copies) one tensor.
+    fn tensor(&self, spec: &TensorSpec, out_spec: &TensorSpec) -> Result<Merged> {
         let base_bytes = self.base.file_of(&spec.name)?.bytes(&spec.name)?;
         let mut bytes_read = base_bytes.len() as u64;
         if !is_float(spec.dtype) {
@@ -314,13 +309,6 @@ impl Job<'_> {
                 bytes: base_bytes.to_vec(),
                 bytes_read,
                 copied: true,
-            });
-        }
-        if let Some(values) = precomputed {
-            return Ok(Merged {
-                bytes: encode_f32(out_spec.dtype, values).unwrap_or_default(),
-                bytes_read,
-                copied: false,
             });
         }
         let layer = layer_index(&spec.name).zip(self.layers);
@@ -367,6 +355,189 @@ impl Job<'_> {
     }
 }
 
+impl Job<'_> {
+    /// Global scope: merges the flattened model — the float tensors in the
+    /// base's order, one segment — in one chunked stream (so the TIES trim
+    /// thresholds and the paper's majority sign are over the whole model),
+    /// and hands each tensor to `write` as it completes, copying the
+    /// non-float ones in their places. Memory stays bounded by chunks and
+    /// the largest tensor, except for PCB, which merges the segment whole.
+    fn global(
+        &self,
+        jobs: &[(&TensorSpec, &TensorSpec)],
+        write: &mut dyn FnMut(&TensorSpec, Merged) -> Result<()>,
+    ) -> Result<()> {
+        if let Some(m) = self
+            .config
+            .models
+            .iter()
+            .find(|m| !m.weight.is_uniform() || !m.density.is_uniform())
+        {
+            return Err(Error::Config {
+                origin: "<config>".into(),
+                key: format!("{}: parameters", m.path.display()),
+                reason:
+                    "scope = global needs one weight and density per model (no gradients or filters)"
+                        .into(),
+            });
+        }
+        let floats: Vec<&str> = jobs
+            .iter()
+            .filter(|(s, _)| is_float(s.dtype))
+            .map(|(s, _)| s.name.as_str())
+            .collect();
+        let base_source = ConcatSource::open(self.base, &floats)?;
+        let sources: Vec<ConcatSource> = self
+            .models
+            .iter()
+            .map(|m| ConcatSource::open(m, &floats))
+            .collect::<Result<_>>()?;
+        let models: Vec<ChunkModel> = model_params(self.config, self.ids, GLOBAL, None)?
+            .into_iter()
+            .zip(&sources)
+            .map(|((id, weight, density), source)| ChunkModel {
+                id,
+                weight,
+                density,
+                source,
+            })
+            .collect();
+
+        // The sink fills tensors in declared order; non-float ones are copied as reached.
+        let mut next = 0usize;
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut filled = 0usize;
+        let flush_copies = |next: &mut usize,
+                            write: &mut dyn FnMut(&TensorSpec, Merged) -> Result<()>|
+         -> Result<()> {
+            while let Some((spec, _)) = jobs.get(*next).filter(|(s, _)| !is_float(s.dtype)) {
+                let merged = self.tensor(spec, spec)?;
+                write(spec, merged)?;
+                *next += 1;
+            }
+            Ok(())
+        };
+        flush_copies(&mut next, write)?;
+        merge_chunked(
+            &self.config.method,
+            &self.config.params,
+            GLOBAL,
+            Some(&base_source),
+            &models,
+            self.chunk,
+            &mut |mut part: &[f32]| {
+                while !part.is_empty() {
+                    let Some((spec, out_spec)) = jobs.get(next) else {
+                        break;
+                    };
+                    let take = (spec.numel() - filled).min(part.len());
+                    encode_extend(out_spec.dtype, &part[..take], &mut bytes);
+                    filled += take;
+                    part = &part[take..];
+                    if filled == spec.numel() {
+                        let merged = Merged {
+                            bytes: std::mem::take(&mut bytes),
+                            bytes_read: (spec.nbytes() * (1 + self.models.len())) as u64,
+                            copied: false,
+                        };
+                        write(spec, merged)?;
+                        filled = 0;
+                        next += 1;
+                        flush_copies(&mut next, write)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        // Empty float tensors at the end receive no elements from the stream.
+        while let Some((spec, _)) = jobs.get(next) {
+            if is_float(spec.dtype) && spec.numel() == 0 {
+                let merged = Merged {
+                    bytes: Vec::new(),
+                    bytes_read: 0,
+                    copied: false,
+                };
+                write(spec, merged)?;
+                next += 1;
+                flush_copies(&mut next, write)?;
+            } else {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The segment name of a global-scope merge (keys its random streams).
+const GLOBAL: &str = "__global__";
+
+/// Tensors of one checkpoint read as one flat [`Source`], in order.
+struct ConcatSource<'a> {
+    parts: Vec<FileSource<'a>>,
+    /// `starts[i]` is the flat index of part `i`'s first element.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl<'a> ConcatSource<'a> {
+    /// The tensors `names` of `ckpt`, in that order.
+    fn open(ckpt: &'a Checkpoint, names: &[&'a str]) -> Result<Self> {
+        let parts = names
+            .iter()
+            .map(|n| FileSource::new(ckpt, n))
+            .collect::<Result<Vec<_>>>()?;
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut len = 0;
+        for p in &parts {
+            starts.push(len);
+            len += p.len();
+        }
+        Ok(Self { parts, starts, len })
+    }
+
+    /// Calls `f(part, offset in part, offset in the range, count)` for the
+    /// parts overlapping elements `start .. start + len`.
+    fn each_part(
+        &self,
+        start: usize,
+        len: usize,
+        mut f: impl FnMut(&FileSource<'a>, usize, usize, usize) -> Result<()>,
+    ) -> Result<()> {
+        let end = start + len;
+        let first = self.starts.partition_point(|&s| s <= start).saturating_sub(1);
+        for (part, &at) in self.parts.iter().zip(&self.starts).skip(first) {
+            if at >= end {
+                break;
+            }
+            let from = start.max(at);
+            let to = end.min(at + part.len());
+            if from < to {
+                f(part, from - at, from - start, to - from)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Source for ConcatSource<'_> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn read(&self, start: usize, out: &mut [f32]) -> Result<()> {
+        self.each_part(start, out.len(), |part, at, pos, count| {
+            part.read(at, &mut out[pos..pos + count])
+        })
+    }
+
+    fn release(&self, start: usize, len: usize) {
+        let _ = self.each_part(start, len, |part, at, _, count| {
+            part.release(at, count);
+            Ok(())
+        });
+    }
+}
+
 fn base_dir(path: &Path) -> PathBuf {
     if path.is_dir() {
         path.to_path_buf()
@@ -406,69 +577,6 @@ fn no_value(tensor: &str, model: &str, what: &str) -> Error {
         key: format!("{model}: {what}"),
         reason: format!("no filter matches tensor `{tensor}` and there is no fallback value"),
     }
-}
-
-/// Global scope: merge the flattened model (float tensors in sorted-name order) at once.
-fn merge_global(
-    config: &MergeConfig,
-    base: &Checkpoint,
-    models: &[Checkpoint],
-    ids: &[String],
-    specs: &[TensorSpec],
-) -> Result<HashMap<String, Vec<f32>>> {
-    let names: BTreeSet<&str> = specs
-        .iter()
-        .filter(|s| is_float(s.dtype))
-        .map(|s| s.name.as_str())
-        .collect();
-    if let Some(m) = config
-        .models
-        .iter()
-        .find(|m| !m.weight.is_uniform() || !m.density.is_uniform())
-    {
-        return Err(Error::Config {
-            origin: "<config>".into(),
-            key: format!("{}: parameters", m.path.display()),
-            reason:
-                "scope = global needs one weight and density per model (no gradients or filters)"
-                    .into(),
-        });
-    }
-    let flat = |ckpt: &Checkpoint| -> Result<Vec<f32>> {
-        let mut out = Vec::new();
-        for &n in &names {
-            let spec = ckpt.spec(n)?;
-            out.extend(decode_f32(spec.dtype, ckpt.file_of(n)?.bytes(n)?).unwrap_or_default());
-        }
-        Ok(out)
-    };
-    let base_flat = flat(base)?;
-    let values: Vec<Vec<f32>> = models.iter().map(flat).collect::<Result<_>>()?;
-    let deltas: Vec<Delta> = model_params(config, ids, "__global__", None)?
-        .into_iter()
-        .zip(&values)
-        .map(|((id, weight, density), values)| Delta {
-            id,
-            weight,
-            density,
-            values,
-        })
-        .collect();
-    let merged = merge_segment(
-        &config.method,
-        &config.params,
-        "__global__",
-        &base_flat,
-        &deltas,
-    )?;
-    let mut out = HashMap::new();
-    let mut offset = 0;
-    for &n in &names {
-        let len = base.spec(n)?.numel();
-        out.insert(n.to_string(), merged[offset..offset + len].to_vec());
-        offset += len;
-    }
-    Ok(out)
 }
 
 /// Every model must hold exactly the base's tensors, with the same shapes and dtypes.

@@ -25,11 +25,16 @@ fn write_model(dir: &Path, seed: i64, noise: f64, sharded: bool) -> PathBuf {
         Tensor::ones([6], (Kind::Float, Device::Cpu)),
     ];
     graft_tensor::tch::manual_seed(seed);
+    // The int64 buffer sits between float tensors, as buffers do in real checkpoints.
     let tensors: Vec<(String, Tensor)> = vec![
         (
             NAMES[0].into(),
             (&base[0] + Tensor::randn([4, 6], (Kind::Float, Device::Cpu)) * noise)
                 .to_kind(Kind::BFloat16),
+        ),
+        (
+            NAMES[3].into(),
+            Tensor::arange(6, (Kind::Int64, Device::Cpu)),
         ),
         (
             NAMES[1].into(),
@@ -39,10 +44,6 @@ fn write_model(dir: &Path, seed: i64, noise: f64, sharded: bool) -> PathBuf {
         (
             NAMES[2].into(),
             &base[2] + Tensor::randn([6], (Kind::Float, Device::Cpu)) * noise,
-        ),
-        (
-            NAMES[3].into(),
-            Tensor::arange(6, (Kind::Int64, Device::Cpu)),
         ),
     ];
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
@@ -330,7 +331,11 @@ fn bad_configs_and_mismatched_checkpoints_are_clear_errors_and_leave_nothing() {
             )
         })
         .collect();
-    tensors[2].1 = t.shallow_clone();
+    let norm = tensors
+        .iter()
+        .position(|(n, _)| n == "model.norm.weight")
+        .unwrap();
+    tensors[norm].1 = t.shallow_clone();
     save(
         odd.join("model.safetensors"),
         tensors.iter().map(|(n, t)| (n.as_str(), t)),
@@ -344,7 +349,7 @@ fn bad_configs_and_mismatched_checkpoints_are_clear_errors_and_leave_nothing() {
     );
     let extra = fx.root.join("extra");
     std::fs::create_dir_all(&extra).unwrap();
-    tensors[2].1 = Tensor::ones([6], (Kind::Float, Device::Cpu));
+    tensors[norm].1 = Tensor::ones([6], (Kind::Float, Device::Cpu));
     tensors.push(("lm_head.weight".into(), t));
     save(
         extra.join("model.safetensors"),
@@ -388,5 +393,77 @@ fn thread_count_and_chunk_size_change_no_bit() {
             files.iter().all(|f| *f == files[0]),
             "thread counts or chunk sizes changed the bytes"
         );
+    }
+}
+
+/// The float tensors of `dir`, decoded and flattened in the checkpoint's order.
+fn flat_in_order(dir: &Path) -> Vec<f32> {
+    let ckpt = Checkpoint::open(dir).unwrap();
+    let mut out = Vec::new();
+    for spec in ckpt.specs().unwrap() {
+        if let Some(v) = decode_f32(spec.dtype, ckpt.file_of(&spec.name).unwrap().bytes(&spec.name).unwrap()) {
+            out.extend(v);
+        }
+    }
+    out
+}
+
+#[test]
+fn streamed_global_scope_equals_the_in_memory_flattened_merge_at_any_chunk_size() {
+    let fx = fixture();
+    let root = fx.root.display().to_string();
+    for (extra, weight) in [
+        ("parameters: {normalize: true}\n", 0.7f32),
+        ("compat: paper\ntrim_rule: reference\n", 1.0),
+        ("compat: paper\n", 1.0),
+    ] {
+        let body = format!(
+            "merge_method: ties
+base_model: ROOT/base
+models:
+  - {{model: ROOT/ft1, parameters: {{weight: {weight}, density: 0.3}}}}
+  - {{model: ROOT/ft2, parameters: {{weight: {weight}, density: 0.5}}}}
+  - {{model: ROOT/ft3, parameters: {{weight: {weight}, density: 0.2}}}}
+scope: global
+dtype: float32
+{extra}"
+        );
+        let config = yaml(&fx.root, &body);
+        let base = flat_in_order(&fx.root.join("base"));
+        let values: Vec<Vec<f32>> = ["ft1", "ft2", "ft3"]
+            .iter()
+            .map(|m| flat_in_order(&fx.root.join(m)))
+            .collect();
+        let deltas: Vec<Delta> = ["ft1", "ft2", "ft3"]
+            .iter()
+            .zip(&values)
+            .zip([0.3, 0.5, 0.2])
+            .map(|((m, v), density)| Delta {
+                id: format!("{root}/{m}"),
+                weight,
+                density,
+                values: v,
+            })
+            .collect();
+        let expect = merge_segment(&config.method, &config.params, "__global__", &base, &deltas).unwrap();
+        for chunk in [1usize, 5, 23, 1 << 20] {
+            let out = fx.root.join(format!("g{chunk}{}", extra.len()));
+            let opts = RunOptions {
+                progress: false,
+                chunk_elems: chunk,
+                ..RunOptions::default()
+            };
+            run_merge(&config, &out, &opts).unwrap();
+            let got = flat_in_order(&out);
+            assert_eq!(got.len(), expect.len());
+            assert!(
+                got.iter().zip(&expect).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{extra} chunk {chunk}: {got:?} vs {expect:?}"
+            );
+            let ckpt = Checkpoint::open(&out).unwrap();
+            let ids = ckpt.file_of(NAMES[3]).unwrap().bytes(NAMES[3]).unwrap().to_vec();
+            let base_ckpt = Checkpoint::open(fx.root.join("base")).unwrap();
+            assert_eq!(ids, base_ckpt.file_of(NAMES[3]).unwrap().bytes(NAMES[3]).unwrap());
+        }
     }
 }
