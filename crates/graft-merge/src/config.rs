@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 pub enum Scope {
     /// Each tensor on its own (mergekit).
     Tensor,
-    /// The whole flattened model, tensors in sorted-name order (the papers' code).
+    /// The whole flattened model, float tensors in the base checkpoint's order (the papers' code flattens the state dict in module order).
     Global,
 }
 

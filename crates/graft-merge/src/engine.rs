@@ -8,9 +8,11 @@
 //! ([`crate::chunked`]) and releases the mapped input pages behind it, so
 //! memory with `scope = tensor` is about `threads × ((n + 2) chunks of f32 +
 //! one output tensor in its dtype)`, whatever the model size (PCB still
-//! takes its tensor whole). `scope = global` (TIES, PCB) merges the
-//! flattened model in memory: `(n + 2)` copies of the whole model in f32
-//! (the bounded multi-pass version of spec §4/§7 is still to come).
+//! takes its tensor whole). `scope = global` (TIES, PCB) streams the
+//! flattened model — the float tensors in the base's order — through one
+//! chunked merge, in one thread: TIES' global thresholds come from shared
+//! read passes over the whole model, so memory stays bounded the same way;
+//! PCB's global scope holds the flattened model in f32 (`n + 2` copies).
 
 use crate::chunked::{ChunkModel, Source, merge_chunked};
 pub use crate::codec::{decode_f32, encode_f32};
@@ -504,7 +506,10 @@ impl<'a> ConcatSource<'a> {
         mut f: impl FnMut(&FileSource<'a>, usize, usize, usize) -> Result<()>,
     ) -> Result<()> {
         let end = start + len;
-        let first = self.starts.partition_point(|&s| s <= start).saturating_sub(1);
+        let first = self
+            .starts
+            .partition_point(|&s| s <= start)
+            .saturating_sub(1);
         for (part, &at) in self.parts.iter().zip(&self.starts).skip(first) {
             if at >= end {
                 break;

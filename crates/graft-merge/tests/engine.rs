@@ -401,7 +401,10 @@ fn flat_in_order(dir: &Path) -> Vec<f32> {
     let ckpt = Checkpoint::open(dir).unwrap();
     let mut out = Vec::new();
     for spec in ckpt.specs().unwrap() {
-        if let Some(v) = decode_f32(spec.dtype, ckpt.file_of(&spec.name).unwrap().bytes(&spec.name).unwrap()) {
+        if let Some(v) = decode_f32(
+            spec.dtype,
+            ckpt.file_of(&spec.name).unwrap().bytes(&spec.name).unwrap(),
+        ) {
             out.extend(v);
         }
     }
@@ -445,7 +448,8 @@ dtype: float32
                 values: v,
             })
             .collect();
-        let expect = merge_segment(&config.method, &config.params, "__global__", &base, &deltas).unwrap();
+        let expect =
+            merge_segment(&config.method, &config.params, "__global__", &base, &deltas).unwrap();
         for chunk in [1usize, 5, 23, 1 << 20] {
             let out = fx.root.join(format!("g{chunk}{}", extra.len()));
             let opts = RunOptions {
@@ -457,13 +461,27 @@ dtype: float32
             let got = flat_in_order(&out);
             assert_eq!(got.len(), expect.len());
             assert!(
-                got.iter().zip(&expect).all(|(a, b)| a.to_bits() == b.to_bits()),
+                got.iter()
+                    .zip(&expect)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{extra} chunk {chunk}: {got:?} vs {expect:?}"
             );
             let ckpt = Checkpoint::open(&out).unwrap();
-            let ids = ckpt.file_of(NAMES[3]).unwrap().bytes(NAMES[3]).unwrap().to_vec();
+            let ids = ckpt
+                .file_of(NAMES[3])
+                .unwrap()
+                .bytes(NAMES[3])
+                .unwrap()
+                .to_vec();
             let base_ckpt = Checkpoint::open(fx.root.join("base")).unwrap();
-            assert_eq!(ids, base_ckpt.file_of(NAMES[3]).unwrap().bytes(NAMES[3]).unwrap());
+            assert_eq!(
+                ids,
+                base_ckpt
+                    .file_of(NAMES[3])
+                    .unwrap()
+                    .bytes(NAMES[3])
+                    .unwrap()
+            );
         }
     }
 }
