@@ -260,6 +260,19 @@ impl MergeConfig {
                     "density" => default_density = ctx.param(&key, v)?,
                     "keep_ratio" => pcb.keep_ratio = ctx.number(&key, v)?,
                     "clamp_ratio" => pcb.clamp_ratio = ctx.number(&key, v)?,
+                    "inter_balance" => {
+                        pcb.inter = match v.as_str() {
+                            Some("reference") => crate::InterBalance::Reference,
+                            Some("normalized_sum") => crate::InterBalance::NormalizedSum,
+                            Some("pairwise") => crate::InterBalance::Pairwise,
+                            _ => {
+                                return Err(ctx.err(
+                                    &key,
+                                    "expected `reference`, `normalized_sum` or `pairwise`",
+                                ));
+                            }
+                        }
+                    }
                     other => return Err(ctx.err(&key, format!("unknown parameter `{other}`"))),
                 }
             }

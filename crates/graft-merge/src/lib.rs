@@ -38,11 +38,12 @@ mod method;
 pub mod param;
 mod pcb;
 pub mod rng;
+pub mod search;
 mod sparsify;
 
 pub use error::{Error, Result};
 pub use method::{
     Compat, Delta, MergeParams, Method, Rescale, TrimRule, VoteRule, merge, merge_segment,
 };
-pub use pcb::{PcbParams, PcbScores, pcb_scores};
+pub use pcb::{InterBalance, PcbComponents, PcbParams, PcbScores, pcb_scores};
 pub use sparsify::{dare, trim};

@@ -49,6 +49,7 @@ fn methods() -> Vec<(Method, MergeParams)> {
             Method::Pcb(PcbParams {
                 keep_ratio: 0.3,
                 clamp_ratio: 0.1,
+                ..PcbParams::default()
             }),
             mk.clone(),
         ),

@@ -129,7 +129,7 @@ proptest! {
 
     #[test]
     fn pcb_scores_are_in_unit_interval_and_few(raw in vecs(3, 20), r in 0.05f64..1.0) {
-        let (_, scores) = pcb_scores("w", &raw, &PcbParams { keep_ratio: r, clamp_ratio: 0.01 }).unwrap();
+        let (_, scores) = pcb_scores("w", &raw, &PcbParams { keep_ratio: r, clamp_ratio: 0.01, ..PcbParams::default() }).unwrap();
         let d = 20usize;
         let bound = d - 1 - ((1.0 - r) * d as f64).floor() as usize;
         for s in &scores {
@@ -260,7 +260,8 @@ fn bad_inputs_are_errors_that_name_the_tensor() {
         merge(
             &Method::Pcb(PcbParams {
                 keep_ratio: 0.0,
-                clamp_ratio: 0.0
+                clamp_ratio: 0.0,
+                ..PcbParams::default()
             }),
             &MergeParams::default(),
             "t",

@@ -248,6 +248,7 @@ fn pcb_matches_a_hand_computation_for_one_model() {
     let method = Method::Pcb(PcbParams {
         keep_ratio: 0.5,
         clamp_ratio: 0.0,
+        ..PcbParams::default()
     });
     let got = graft_merge::merge(&method, &params, "seg", &ms).unwrap();
     assert_eq!(got, vec![0.0, -2.0, 0.0, 0.0]);
