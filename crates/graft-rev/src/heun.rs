@@ -125,6 +125,19 @@ pub fn solve(field: &dyn VectorField, y0: &Tensor, ts: &[f64]) -> Result<Solutio
     })
 }
 
+/// Like [`solve`] but keeps only the final state (for losses on `y(T)`):
+/// memory independent of the number of steps.
+pub fn solve_last(field: &dyn VectorField, y0: &Tensor, ts: &[f64]) -> Result<HeunState> {
+    check_times(ts)?;
+    tch::no_grad(|| {
+        let mut s = init(field, ts[0], &y0.detach())?;
+        for w in ts.windows(2) {
+            s = step(field, &s, w[0], w[1] - w[0])?;
+        }
+        Ok(s)
+    })
+}
+
 /// The same solve through ordinary autograd (every step's graph kept): the
 /// reference for gradients, memory linear in the number of steps.
 pub fn solve_unrolled(field: &dyn VectorField, y0: &Tensor, ts: &[f64]) -> Result<Vec<Tensor>> {

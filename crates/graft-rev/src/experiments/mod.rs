@@ -1,10 +1,34 @@
-//! The `rev` reproduction (spec `reversible.md` §6 and the plan).
+//! The `rev` reproduction (spec `reversible.md` §1, §4, §6).
+//!
+//! Every memory measurement runs in a fresh child process that re-enters
+//! the current binary with its own arguments (spec §6), so all probes come
+//! first; a child skips the probes before its own and exits inside it.
+//! Then the claims, plots and the (in-process) training runs.
+
+pub mod depth;
+pub mod ode;
+pub mod probe;
 
 use graft_nn::experiment::{ExperimentContext, Outcome};
 
 /// Runs the `rev` reproduction.
-pub fn run(_ctx: &ExperimentContext) -> crate::Result<Outcome> {
-    Err(crate::Error::Config(
-        "the `rev` reproduction is not built yet".into(),
-    ))
+pub fn run(ctx: &ExperimentContext) -> crate::Result<Outcome> {
+    let sweep = depth::DepthSweep::for_ctx(ctx);
+    let depth_peaks = depth::measure(ctx, &sweep)?;
+    let heun_peaks = ode::measure(ctx)?;
+    if probe::in_child() {
+        return Err(crate::Error::Config(
+            "memory probe child did not reach its site".into(),
+        ));
+    }
+    let mut outcome = Outcome::default();
+    depth::report(
+        ctx,
+        &sweep,
+        &depth_peaks,
+        &mut outcome.claims,
+        &mut outcome.plots,
+    )?;
+    ode::report(ctx, &heun_peaks, &mut outcome.claims, &mut outcome.plots)?;
+    Ok(outcome)
 }
