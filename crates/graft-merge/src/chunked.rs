@@ -9,8 +9,8 @@
 //! radix selection on the f32 bit patterns (a 2¹⁶-bucket histogram of the
 //! high half, then of the low half inside the chosen bucket); DARE with a
 //! norm-matching rescale sums the norms in a pass of its own; the paper's
-//! TIES counts the segment's majority sign in another. PCB needs quantiles of
-//! derived scores and is merged whole.
+//! TIES counts the segment's majority sign in another. PCB selects quantiles
+//! of `|δ|`, then of its derived scores, in four shared passes before merging.
 
 use crate::combine;
 use crate::rng::{stable_hash, stream_key, uniform};
@@ -113,9 +113,6 @@ pub fn merge_chunked(
             what: format!("model `{}` has weight {}", m.id, m.weight),
         });
     }
-    if let Method::Pcb(pcb) = method {
-        return whole(pcb, params, segment, base, models, n, chunk, sink);
-    }
     let mut order: Vec<&ChunkModel> = models.iter().collect();
     order.sort_by(|a, b| {
         stable_hash(&a.id)
@@ -137,6 +134,10 @@ pub fn merge_chunked(
         n,
         chunk,
     };
+
+    if let Method::Pcb(pcb) = method {
+        return pcb_streamed(pcb, params, &reader, &order, &weights, sink);
+    }
 
     // Passes before the merge: sparsification thresholds and factors.
     let tensor_hash = stable_hash(segment);
@@ -213,7 +214,7 @@ pub fn merge_chunked(
                     combine::mergekit(deltas, &weights, Some(params.vote), normalize, &mut out);
                 }
             }
-            Method::Pcb(_) => unreachable!("merged whole above"),
+            Method::Pcb(_) => unreachable!("PCB is merged by pcb_streamed above"),
         }
         if params.lambda == 1.0 {
             for (o, b) in out.iter_mut().zip(base_chunk) {
@@ -446,55 +447,224 @@ impl Histogram {
     }
 }
 
-/// For each model, the bits of its `k`-th largest `|δ|` (1-based) and how
-/// many are strictly larger, by radix selection in two shared passes.
-fn kth_largest(reader: &Reader, models: &[&ChunkModel], ks: &[usize]) -> Result<Vec<(u32, usize)>> {
-    let mut hist: Vec<Histogram> = models.iter().map(|_| Histogram::new()).collect();
+/// An order statistic found by [`select_ascending`].
+#[derive(Clone, Copy)]
+struct Rank {
+    /// The key at the asked ascending index.
+    key: u32,
+    /// Keys strictly below it.
+    below: usize,
+    /// Keys equal to it.
+    equal: usize,
+}
+
+/// The key of `x` whose unsigned order is the float order (−0.0 < +0.0).
+fn float_key(x: f32) -> u32 {
+    let b = x.to_bits();
+    if b >> 31 == 1 { !b } else { b | 0x8000_0000 }
+}
+
+/// The float of a [`float_key`].
+fn key_float(k: u32) -> f32 {
+    f32::from_bits(if k >> 31 == 1 { k & 0x7fff_ffff } else { !k })
+}
+
+/// Exact order statistics of derived keys, by radix selection in two read
+/// passes shared by all models: a histogram of the keys' high 16 bits, then
+/// one of the low 16 bits inside each asked-for bucket. `keys` fills each
+/// model's keys for a chunk of deltas; `ranks[i]` are model `i`'s ascending
+/// 0-based indices (each `< n`).
+fn select_ascending(
+    reader: &Reader,
+    models: &[&ChunkModel],
+    ranks: &[Vec<usize>],
+    mut keys: impl FnMut(&[Vec<f32>], &mut [Vec<u32>]),
+) -> Result<Vec<Vec<Rank>>> {
+    let mut buf: Vec<Vec<u32>> = models.iter().map(|_| Vec::new()).collect();
+    let mut high: Vec<Histogram> = models.iter().map(|_| Histogram::new()).collect();
     reader.each_chunk(models, |_, _, deltas| {
-        for (h, d) in hist.iter_mut().zip(deltas.iter()) {
-            h.count(d.iter().map(|x| x.abs().to_bits() >> 16));
+        for (b, d) in buf.iter_mut().zip(deltas.iter()) {
+            b.resize(d.len(), 0);
+        }
+        keys(deltas, &mut buf);
+        for (h, k) in high.iter_mut().zip(&buf) {
+            h.count(k.iter().map(|k| k >> 16));
         }
         Ok(())
     })?;
-    let hist: Vec<Vec<usize>> = hist.into_iter().map(Histogram::totals).collect();
-    // Per model: the high-half bucket holding the k-th largest, and the count above it.
-    let mut chosen = Vec::with_capacity(models.len());
-    for (h, &k) in hist.iter().zip(ks) {
-        let (mut above, mut bucket) = (0usize, 0u32);
-        for b in (0..BUCKETS).rev() {
-            if above + h[b] >= k {
-                bucket = b as u32;
-                break;
-            }
-            above += h[b];
-        }
-        chosen.push((bucket, above));
-    }
-    let mut low: Vec<Histogram> = models.iter().map(|_| Histogram::new()).collect();
-    reader.each_chunk(models, |_, _, deltas| {
-        for ((h, d), (bucket, _)) in low.iter_mut().zip(deltas.iter()).zip(&chosen) {
-            h.count(d.iter().filter_map(|x| {
-                let b = x.abs().to_bits();
-                (b >> 16 == *bucket).then_some(b & 0xffff)
-            }));
-        }
-        Ok(())
-    })?;
-    let hist: Vec<Vec<usize>> = low.into_iter().map(Histogram::totals).collect();
-    Ok(hist
+    // The bucket of each asked-for index, and the count below the bucket.
+    let located: Vec<Vec<(u32, usize)>> = high
+        .into_iter()
+        .map(Histogram::totals)
+        .zip(ranks)
+        .map(|(h, rs)| {
+            rs.iter()
+                .map(|&r| {
+                    let mut below = 0usize;
+                    for (bucket, &c) in h.iter().enumerate() {
+                        if below + c > r {
+                            return (bucket as u32, below);
+                        }
+                        below += c;
+                    }
+                    (BUCKETS as u32 - 1, below)
+                })
+                .collect()
+        })
+        .collect();
+    let mut low: Vec<Vec<(u32, Histogram)>> = located
         .iter()
-        .zip(ks)
-        .zip(chosen)
-        .map(|((h, &k), (bucket, mut above))| {
-            for l in (0..BUCKETS).rev() {
-                if above + h[l] >= k {
-                    return ((bucket << 16) | l as u32, above);
-                }
-                above += h[l];
+        .map(|l| {
+            let mut buckets: Vec<u32> = l.iter().map(|(b, _)| *b).collect();
+            buckets.sort_unstable();
+            buckets.dedup();
+            buckets.into_iter().map(|b| (b, Histogram::new())).collect()
+        })
+        .collect();
+    reader.each_chunk(models, |_, _, deltas| {
+        for (b, d) in buf.iter_mut().zip(deltas.iter()) {
+            b.resize(d.len(), 0);
+        }
+        keys(deltas, &mut buf);
+        for (hs, k) in low.iter_mut().zip(&buf) {
+            for (bucket, h) in hs.iter_mut() {
+                h.count(k.iter().filter(|k| *k >> 16 == *bucket).map(|k| k & 0xffff));
             }
-            (0, above)
+        }
+        Ok(())
+    })?;
+    Ok(low
+        .into_iter()
+        .zip(located)
+        .zip(ranks)
+        .map(|((hs, located), rs)| {
+            let totals: Vec<(u32, Vec<usize>)> =
+                hs.into_iter().map(|(b, h)| (b, h.totals())).collect();
+            rs.iter()
+                .zip(located)
+                .map(|(&r, (bucket, mut below))| {
+                    let h = totals
+                        .iter()
+                        .find(|(b, _)| *b == bucket)
+                        .map(|(_, h)| h.as_slice())
+                        .unwrap_or(&[]);
+                    for (l, &c) in h.iter().enumerate() {
+                        if below + c > r {
+                            return Rank {
+                                key: (bucket << 16) | l as u32,
+                                below,
+                                equal: c,
+                            };
+                        }
+                        below += c;
+                    }
+                    Rank {
+                        key: u32::MAX,
+                        below,
+                        equal: 0,
+                    }
+                })
+                .collect()
         })
         .collect())
+}
+
+/// For each model, the bits of its `k`-th largest `|δ|` (1-based) and how
+/// many are strictly larger (`|δ|` bits order like the values).
+fn kth_largest(reader: &Reader, models: &[&ChunkModel], ks: &[usize]) -> Result<Vec<(u32, usize)>> {
+    let n = reader.n;
+    let ranks: Vec<Vec<usize>> = ks.iter().map(|k| vec![n - k]).collect();
+    let found = select_ascending(reader, models, &ranks, |deltas, keys| {
+        for (k, d) in keys.iter_mut().zip(deltas) {
+            for (k, x) in k.iter_mut().zip(d) {
+                *k = x.abs().to_bits();
+            }
+        }
+    })?;
+    Ok(found
+        .into_iter()
+        .map(|r| (r[0].key, n - r[0].below - r[0].equal))
+        .collect())
+}
+
+/// PCB streamed (spec §4, "exact"): two shared selection passes find each
+/// model's clamp bounds (quantiles of `|δ_i|`), two more its drop threshold
+/// and maximum of `β_i`, and a last pass merges; the per-element formulas
+/// are [`crate::pcb`]'s, so the result equals the in-memory PCB bit for bit.
+fn pcb_streamed(
+    pcb: &crate::PcbParams,
+    params: &MergeParams,
+    reader: &Reader,
+    order: &[&ChunkModel],
+    weights: &[f32],
+    sink: &mut dyn FnMut(&[f32]) -> Result<()>,
+) -> Result<()> {
+    use crate::pcb::{Clamp, clamp_ranks, drop_rank, element_betas, score};
+    crate::pcb::validate(reader.segment, pcb)?;
+    let (m, d) = (order.len(), reader.n);
+    if d == 0 {
+        return Ok(());
+    }
+    let (lo, hi) = clamp_ranks(pcb, d);
+    let mags = select_ascending(reader, order, &vec![vec![lo, hi]; m], |deltas, keys| {
+        for (k, x) in keys.iter_mut().zip(deltas) {
+            for (k, x) in k.iter_mut().zip(x) {
+                *k = x.abs().to_bits();
+            }
+        }
+    })?;
+    let clamps: Vec<Clamp> = mags
+        .iter()
+        .map(|r| Clamp::new(f32::from_bits(r[0].key), f32::from_bits(r[1].key)))
+        .collect();
+    // β of every model over a chunk.
+    let (mut xs, mut us, mut bs) = (vec![0.0f32; m], vec![0.0f32; m], vec![0.0f32; m]);
+    let mut betas = |deltas: &[Vec<f32>], p: usize, out: &mut [f32]| {
+        for i in 0..m {
+            xs[i] = deltas[i][p];
+            us[i] = clamps[i].apply(xs[i]).1;
+        }
+        element_betas(pcb.inter, &xs, &us, &mut bs);
+        out.copy_from_slice(&bs);
+    };
+    let mut col = vec![0.0f32; m];
+    let top = select_ascending(
+        reader,
+        order,
+        &vec![vec![drop_rank(pcb, d), d - 1]; m],
+        |deltas, keys| {
+            for p in 0..deltas[0].len() {
+                betas(deltas, p, &mut col);
+                for (k, b) in keys.iter_mut().zip(&col) {
+                    k[p] = float_key(*b);
+                }
+            }
+        },
+    )?;
+    let (t, max): (Vec<f32>, Vec<f32>) = top
+        .iter()
+        .map(|r| (key_float(r[0].key), key_float(r[1].key)))
+        .unzip();
+    let mut out = Vec::with_capacity(reader.chunk.min(d));
+    reader.each_chunk(order, |start, base_chunk, deltas| {
+        out.clear();
+        for (p, b) in base_chunk.iter().enumerate() {
+            betas(deltas, p, &mut col);
+            let (mut num, mut den) = (0.0f32, 0.0f32);
+            for i in 0..m {
+                let s = score(col[i], t[i], max[i]);
+                num += weights[i] * s * clamps[i].apply(deltas[i][p]).0;
+                den += s;
+            }
+            let mix = num / den.max(1e-12);
+            out.push(if params.lambda == 1.0 {
+                b + mix
+            } else {
+                b + mix * params.lambda
+            });
+        }
+        check_and_sink(reader.segment, start, &out, sink)
+    })
 }
 
 fn dare_state(reader: &Reader, m: &ChunkModel, rescale: Rescale, stream: u64) -> Result<Sparsify> {
@@ -732,53 +902,4 @@ fn check_and_sink(
         });
     }
     sink(out)
-}
-
-/// PCB needs the whole tensor: read it, merge it, hand it out in chunks.
-#[allow(clippy::too_many_arguments)]
-fn whole(
-    pcb: &crate::PcbParams,
-    params: &MergeParams,
-    segment: &str,
-    base: Option<&dyn Source>,
-    models: &[ChunkModel],
-    n: usize,
-    chunk: usize,
-    sink: &mut dyn FnMut(&[f32]) -> Result<()>,
-) -> Result<()> {
-    let reader = Reader {
-        segment,
-        base,
-        n,
-        chunk: n.max(1),
-    };
-    let read_all = |s: &dyn Source, who: &str| -> Result<Vec<f32>> {
-        let mut v = vec![0.0f32; n];
-        reader.read_checked(s, who, 0, &mut v)?;
-        s.release(0, n);
-        Ok(v)
-    };
-    let base_values = base
-        .map(|b| read_all(b, "base"))
-        .transpose()?
-        .unwrap_or_default();
-    let values: Vec<Vec<f32>> = models
-        .iter()
-        .map(|m| read_all(m.source, &m.id))
-        .collect::<Result<_>>()?;
-    let deltas: Vec<crate::Delta> = models
-        .iter()
-        .zip(&values)
-        .map(|(m, v)| crate::Delta {
-            id: m.id.clone(),
-            weight: m.weight,
-            density: m.density,
-            values: v,
-        })
-        .collect();
-    let merged = crate::method::merge_pcb(pcb, params, segment, &base_values, &deltas)?;
-    for part in merged.chunks(chunk.max(1)) {
-        sink(part)?;
-    }
-    Ok(())
 }

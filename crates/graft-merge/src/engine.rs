@@ -7,12 +7,11 @@
 //! the base's order. Within a tensor the merge streams in chunks
 //! ([`crate::chunked`]) and releases the mapped input pages behind it, so
 //! memory with `scope = tensor` is about `threads × ((n + 2) chunks of f32 +
-//! one output tensor in its dtype)`, whatever the model size (PCB still
-//! takes its tensor whole). `scope = global` (TIES, PCB) streams the
-//! flattened model — the float tensors in the base's order — through one
-//! chunked merge, in one thread: TIES' global thresholds come from shared
-//! read passes over the whole model, so memory stays bounded the same way;
-//! PCB's global scope holds the flattened model in f32 (`n + 2` copies).
+//! one output tensor in its dtype)`, whatever the model size.
+//! `scope = global` (TIES, PCB) streams the flattened model — the float
+//! tensors in the base's order — through one chunked merge, in one thread:
+//! TIES' and PCB's global quantiles come from shared read passes over the
+//! whole model, so memory stays bounded the same way.
 
 use crate::chunked::{ChunkModel, Source, merge_chunked};
 pub use crate::codec::{decode_f32, encode_f32};
@@ -363,7 +362,7 @@ impl Job<'_> {
     /// thresholds and the paper's majority sign are over the whole model),
     /// and hands each tensor to `write` as it completes, copying the
     /// non-float ones in their places. Memory stays bounded by chunks and
-    /// the largest tensor, except for PCB, which merges the segment whole.
+    /// the largest tensor.
     fn global(
         &self,
         jobs: &[(&TensorSpec, &TensorSpec)],

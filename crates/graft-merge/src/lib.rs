@@ -43,7 +43,8 @@ mod sparsify;
 
 pub use error::{Error, Result};
 pub use method::{
-    Compat, Delta, MergeParams, Method, Rescale, TrimRule, VoteRule, merge, merge_segment,
+    Compat, Delta, MergeParams, Method, Rescale, TrimRule, VoteRule, merge, merge_pcb_in_memory,
+    merge_segment,
 };
 pub use pcb::{InterBalance, PcbComponents, PcbParams, PcbScores, pcb_scores};
 pub use sparsify::{dare, trim};

@@ -145,7 +145,7 @@ pub fn merge_segment(
     models: &[Delta],
 ) -> Result<Vec<f32>> {
     // The chunked merge with a single chunk is the one implementation (it
-    // validates the models, and hands PCB to `merge_pcb` whole).
+    // validates the models).
     let n = if base.is_empty() {
         models.first().map_or(0, |m| m.values.len())
     } else {
@@ -184,9 +184,11 @@ pub fn merge_segment(
     Ok(out)
 }
 
-/// PCB over the whole segment (its quantiles are of derived scores); ids,
-/// lengths, weights and finiteness are already checked by [`merge_chunked`].
-pub(crate) fn merge_pcb(
+/// PCB over one segment held whole in memory, quantiles by sorting: the
+/// reference that [`merge_segment`]'s streamed PCB is tested against, bit for
+/// bit. Unlike [`merge_segment`] it does not check ids, lengths or input
+/// finiteness.
+pub fn merge_pcb_in_memory(
     pcb: &PcbParams,
     params: &MergeParams,
     segment: &str,

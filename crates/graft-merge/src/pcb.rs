@@ -43,9 +43,8 @@ impl Default for PcbParams {
 /// Per model: PCB's clamped deltas `δc_i` and its drop-rescaled scores `s_i`.
 pub type PcbScores = (Vec<Vec<f32>>, Vec<Vec<f32>>);
 
-/// PCB's clamped deltas `δc_i` and drop-rescaled scores `s_i` for every model
-/// (inter-balancing as `params.inter` says).
-pub fn pcb_scores(tensor: &str, deltas: &[Vec<f32>], params: &PcbParams) -> Result<PcbScores> {
+/// Checks PCB's knobs.
+pub(crate) fn validate(tensor: &str, params: &PcbParams) -> Result<()> {
     let bad = |what: String| Error::BadParameter {
         tensor: tensor.into(),
         what,
@@ -62,86 +61,126 @@ pub fn pcb_scores(tensor: &str, deltas: &[Vec<f32>], params: &PcbParams) -> Resu
             params.clamp_ratio
         )));
     }
+    Ok(())
+}
+
+/// The ascending indices of the clamp bounds `lo` and `hi` among `d` magnitudes.
+pub(crate) fn clamp_ranks(params: &PcbParams, d: usize) -> (usize, usize) {
+    let lo = ((params.clamp_ratio * d as f64).floor() as usize).min(d - 1);
+    let hi = ((1.0 - params.clamp_ratio) * d as f64).floor() as usize;
+    (lo, hi.saturating_sub(1).min(d - 1))
+}
+
+/// The ascending index of the drop threshold `t` among `d` scores.
+pub(crate) fn drop_rank(params: &PcbParams, d: usize) -> usize {
+    ((1.0 - params.keep_ratio) * d as f64)
+        .floor()
+        .min((d - 1) as f64) as usize
+}
+
+/// One model's magnitude clamp `[lo, hi]` (step 1).
+pub(crate) struct Clamp {
+    lo: f32,
+    hi: f32,
+}
+
+impl Clamp {
+    /// The clamp for quantiles `lo` and `hi` (`hi` raised to `lo` if below).
+    pub(crate) fn new(lo: f32, hi: f32) -> Self {
+        Self { lo, hi: hi.max(lo) }
+    }
+
+    /// `(δc, u)`: the clamped delta `sgn(x)·ā` and `u = (ā − lo)/(hi − lo)` (0 if `hi = lo`).
+    pub(crate) fn apply(&self, x: f32) -> (f32, f32) {
+        let abar = x.abs().clamp(self.lo, self.hi);
+        let span = self.hi - self.lo;
+        let u = if span > 0.0 {
+            (abar - self.lo) / span
+        } else {
+            0.0
+        };
+        (crate::combine::sign(x) * abar, u)
+    }
+}
+
+/// `β_i = exp(n u_i²) · inter_i` of every model at one element (steps 2-4),
+/// from the models' deltas `xs` and normalised magnitudes `us` there.
+pub(crate) fn element_betas(inter: InterBalance, xs: &[f32], us: &[f32], out: &mut [f32]) {
+    let n = xs.len() as f32;
+    let nu = |j: usize| crate::combine::sign(xs[j]) * us[j];
+    let sum: f32 = match inter {
+        InterBalance::Reference => xs.iter().sum(),
+        InterBalance::NormalizedSum => (0..xs.len()).map(nu).sum(),
+        InterBalance::Pairwise => 0.0,
+    };
+    for (i, o) in out.iter_mut().enumerate() {
+        let u = us[i];
+        let intra = (n * u * u).exp();
+        let inter = match inter {
+            InterBalance::Reference | InterBalance::NormalizedSum => (xs[i] * sum).tanh(),
+            InterBalance::Pairwise => {
+                let v = nu(i);
+                (0..xs.len()).map(|j| (v * nu(j)).tanh()).sum()
+            }
+        };
+        *o = intra * inter;
+    }
+}
+
+/// The drop-rescaled score `s = (max(β, t) − t)/(M − t)` (0 if `M = t`), step 5.
+pub(crate) fn score(beta: f32, t: f32, max: f32) -> f32 {
+    if max > t {
+        (beta.max(t) - t) / (max - t)
+    } else {
+        0.0
+    }
+}
+
+/// PCB's clamped deltas `δc_i` and drop-rescaled scores `s_i` for every model
+/// (inter-balancing as `params.inter` says), in memory with sorted quantiles:
+/// the reference the streamed merge is tested against.
+pub fn pcb_scores(tensor: &str, deltas: &[Vec<f32>], params: &PcbParams) -> Result<PcbScores> {
+    validate(tensor, params)?;
     let n = deltas.len();
     let d = deltas.first().map_or(0, Vec::len);
     if d == 0 {
         return Ok((vec![Vec::new(); n], vec![Vec::new(); n]));
     }
-    // 1. Clamp magnitudes to [lo, hi]; u = (ā − lo)/(hi − lo) (0 if hi = lo).
-    let mut clamped = Vec::with_capacity(n);
-    let mut unit = Vec::with_capacity(n);
-    for delta in deltas {
-        let mut mags: Vec<f32> = delta.iter().map(|x| x.abs()).collect();
-        mags.sort_by(f32::total_cmp);
-        let lo = mags[(params.clamp_ratio * d as f64).floor() as usize];
-        let hi_index = ((1.0 - params.clamp_ratio) * d as f64).floor() as usize;
-        let hi = mags[hi_index.saturating_sub(1).min(d - 1)].max(lo);
-        let span = hi - lo;
-        let abar: Vec<f32> = delta.iter().map(|x| x.abs().clamp(lo, hi)).collect();
-        clamped.push(
-            delta
-                .iter()
-                .zip(&abar)
-                .map(|(x, a)| crate::combine::sign(*x) * a)
-                .collect::<Vec<f32>>(),
-        );
-        unit.push(
-            abar.iter()
-                .map(|a| if span > 0.0 { (a - lo) / span } else { 0.0 })
-                .collect::<Vec<f32>>(),
-        );
+    let (lo, hi) = clamp_ranks(params, d);
+    let clamps: Vec<Clamp> = deltas
+        .iter()
+        .map(|delta| {
+            let mut mags: Vec<f32> = delta.iter().map(|x| x.abs()).collect();
+            mags.sort_by(f32::total_cmp);
+            Clamp::new(mags[lo], mags[hi])
+        })
+        .collect();
+    let clamped: Vec<Vec<f32>> = deltas
+        .iter()
+        .zip(&clamps)
+        .map(|(delta, c)| delta.iter().map(|x| c.apply(*x).0).collect())
+        .collect();
+    let mut beta = vec![vec![0.0f32; d]; n];
+    let (mut xs, mut us, mut bs) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    for p in 0..d {
+        for i in 0..n {
+            xs[i] = deltas[i][p];
+            us[i] = clamps[i].apply(xs[i]).1;
+        }
+        element_betas(params.inter, &xs, &us, &mut bs);
+        for i in 0..n {
+            beta[i][p] = bs[i];
+        }
     }
-    // 3. Inter-balancing.
-    let nu: Vec<Vec<f32>> = match params.inter {
-        InterBalance::Reference => Vec::new(),
-        _ => deltas
-            .iter()
-            .zip(&unit)
-            .map(|(delta, u)| {
-                delta
-                    .iter()
-                    .zip(u)
-                    .map(|(x, u)| crate::combine::sign(*x) * u)
-                    .collect()
-            })
-            .collect(),
-    };
-    let sum_of =
-        |vs: &[Vec<f32>]| -> Vec<f32> { (0..d).map(|p| vs.iter().map(|x| x[p]).sum()).collect() };
-    let sum = match params.inter {
-        InterBalance::Reference => sum_of(deltas),
-        InterBalance::NormalizedSum => sum_of(&nu),
-        InterBalance::Pairwise => Vec::new(),
-    };
-    let mut scores = Vec::with_capacity(n);
-    for (i, delta) in deltas.iter().enumerate() {
-        // 2, 4. β = intra · inter, intra = exp(n u²).
-        let beta: Vec<f32> = (0..d)
-            .map(|p| {
-                let u = unit[i][p];
-                let intra = (n as f32 * u * u).exp();
-                let inter = match params.inter {
-                    InterBalance::Reference | InterBalance::NormalizedSum => {
-                        (delta[p] * sum[p]).tanh()
-                    }
-                    InterBalance::Pairwise => nu.iter().map(|v| (nu[i][p] * v[p]).tanh()).sum(),
-                };
-                intra * inter
-            })
-            .collect();
-        // 5. Drop below the (1 − r) quantile, rescale to [0, 1].
-        let mut sorted = beta.clone();
-        sorted.sort_by(f32::total_cmp);
-        let t = sorted[((1.0 - params.keep_ratio) * d as f64)
-            .floor()
-            .min((d - 1) as f64) as usize];
-        let m = sorted[d - 1];
-        scores.push(
-            beta.iter()
-                .map(|&b| if m > t { (b.max(t) - t) / (m - t) } else { 0.0 })
-                .collect(),
-        );
-    }
+    let scores = beta
+        .iter()
+        .map(|b| {
+            let mut sorted = b.clone();
+            sorted.sort_by(f32::total_cmp);
+            let (t, m) = (sorted[drop_rank(params, d)], sorted[d - 1]);
+            b.iter().map(|&x| score(x, t, m)).collect()
+        })
+        .collect();
     Ok((clamped, scores))
 }
 

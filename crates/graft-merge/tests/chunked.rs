@@ -114,3 +114,45 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(proptest_config(48))]
+
+    /// The streamed PCB (radix-selected quantiles, any chunk size) equals the
+    /// in-memory PCB (sorted quantiles) bit for bit, for every inter-balancing.
+    #[test]
+    fn streamed_pcb_equals_the_in_memory_pcb(
+        n in 1usize..40,
+        raw in prop::collection::vec(prop::collection::vec(value(), 40), 4),
+        keep in prop_oneof![Just(1.0f64), Just(0.5), Just(0.2), Just(0.05)],
+        clamp in prop_oneof![Just(0.0f64), Just(0.01), Just(0.2)],
+        chunk in 1usize..48,
+        lambda in prop_oneof![Just(1.0f32), Just(0.7)],
+    ) {
+        let base: Vec<f32> = raw[0][..n].to_vec();
+        let xs: Vec<Vec<f32>> = raw[1..].iter().map(|x| x[..n].to_vec()).collect();
+        let ids = ["m-a", "m-b", "m-c"];
+        let weights = [1.0f32, 0.6, 1.3];
+        for inter in [graft_merge::InterBalance::Reference, graft_merge::InterBalance::NormalizedSum, graft_merge::InterBalance::Pairwise] {
+            let pcb = PcbParams { keep_ratio: keep, clamp_ratio: clamp, inter };
+            let params = MergeParams { lambda, ..MergeParams::default() };
+            let deltas: Vec<Delta> = ids.iter().zip(&xs).zip(weights)
+                .map(|((id, x), w)| Delta { id: id.to_string(), weight: w, density: 1.0, values: x })
+                .collect();
+            let whole = graft_merge::merge_pcb_in_memory(&pcb, &params, "layer.w", &base, &deltas).unwrap();
+            let sources: Vec<SliceSource> = xs.iter().map(|x| SliceSource(x)).collect();
+            let models: Vec<ChunkModel> = ids.iter().zip(&sources).zip(weights)
+                .map(|((id, src), w)| ChunkModel { id: id.to_string(), weight: w, density: 1.0, source: src })
+                .collect();
+            let base_source = SliceSource(&base);
+            let mut out = Vec::new();
+            merge_chunked(&Method::Pcb(pcb), &params, "layer.w", Some(&base_source), &models, chunk, &mut |c: &[f32]| {
+                out.extend_from_slice(c);
+                Ok(())
+            }).unwrap();
+            prop_assert_eq!(whole.len(), out.len());
+            prop_assert!(whole.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{:?} chunk {}: {:?} vs {:?}", inter, chunk, whole, out);
+        }
+    }
+}
