@@ -121,8 +121,10 @@ impl StepGrid {
                 let mut l_start = process.lambda(t_start);
                 let mut t0 = t_start;
                 if let Some(lm) = *lambda_min {
+                    // Below the schedule's range the clip is a no-op (the reference
+                    // starts at T); at or above λ(t_end) no step is left.
                     let (lo, hi) = (process.lambda(process.t_range().1), l_end);
-                    if !(lm >= lo && lm < hi) {
+                    if !(lm < hi) {
                         return Err(Error::LambdaOutOfRange { lambda: lm, lo, hi });
                     }
                     if l_start < lm {

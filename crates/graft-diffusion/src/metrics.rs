@@ -136,13 +136,8 @@ pub fn mode_stats(x: &Tensor, gmm: &Gmm) -> Result<ModeStats> {
     let n = x.size()[0];
     let d = gmm.dim();
     let k = gmm.components();
-    // Assignment by the data-level responsibilities: log π_k + log N(x; m_k, s_k²).
-    let diff = gmm.means().unsqueeze(0) - x.unsqueeze(1);
-    let sq = diff.square().sum_dim_intlist(-1, false, Kind::Double); // [n,K]
+    let (assign, sq) = assignment(&x, gmm);
     let s2 = Tensor::from_slice(&gmm.stds().iter().map(|s| s * s).collect::<Vec<_>>());
-    let logw = Tensor::from_slice(&gmm.weights().iter().map(|w| w.ln()).collect::<Vec<_>>());
-    let score = logw - &sq / (&s2 * 2.0) - s2.log() * (d as f64 / 2.0);
-    let assign = score.argmax(1, false);
     let maha =
         sq.gather(1, &assign.unsqueeze(1), false).squeeze_dim(1) / s2.index_select(0, &assign);
     let counts = assign.bincount(None::<Tensor>, k as i64);
@@ -175,6 +170,29 @@ pub fn mode_stats(x: &Tensor, gmm: &Gmm) -> Result<ModeStats> {
         std_ratio,
         outliers,
     })
+}
+
+/// Assignment by the data-level responsibilities `log π_k + log N(x; m_k, s_k²)`:
+/// `(argmax [n], squared distances to the means [n, K])`.
+fn assignment(x: &Tensor, gmm: &Gmm) -> (Tensor, Tensor) {
+    let d = gmm.dim();
+    let diff = gmm.means().unsqueeze(0) - x.unsqueeze(1);
+    let sq = diff.square().sum_dim_intlist(-1, false, Kind::Double); // [n,K]
+    let s2 = Tensor::from_slice(
+        &gmm.stds()
+            .iter()
+            .map(|s| s.max(1e-300).powi(2))
+            .collect::<Vec<_>>(),
+    );
+    let logw = Tensor::from_slice(&gmm.weights().iter().map(|w| w.ln()).collect::<Vec<_>>());
+    let score = logw - &sq / (&s2 * 2.0) - s2.log() * (d as f64 / 2.0);
+    (score.argmax(1, false), sq)
+}
+
+/// The mode each sample of `x` `[n, d]` belongs to (maximum data-level responsibility), `[n]` i64.
+pub fn assign_modes(x: &Tensor, gmm: &Gmm) -> Result<Tensor> {
+    check_2d("mode assignment samples", x, Some(gmm.dim()))?;
+    Ok(assignment(&x.to_kind(Kind::Double), gmm).0)
 }
 
 /// Mean negative log-likelihood of `x` under the data mixture (needs s_k > 0).

@@ -99,27 +99,24 @@ fn grids_that_are_not_monotone_are_refused() {
 #[test]
 fn lambda_min_outside_the_schedule_is_refused() {
     let (p, _, _) = setup();
-    let err = StepGrid::UniformLambda {
-        lambda_min: Some(-50.0),
-    }
-    .times(&*p, 5, 1.0, 1e-3);
+    let grid = |lm: f64| {
+        StepGrid::UniformLambda {
+            lambda_min: Some(lm),
+        }
+        .times(&*p, 5, 1.0, 1e-3)
+    };
+    let err = grid(20.0);
     assert!(
-        matches!(err, Err(Error::LambdaOutOfRange { lambda, .. }) if lambda == -50.0),
+        matches!(err, Err(Error::LambdaOutOfRange { lambda, .. }) if lambda == 20.0),
         "{err:?}"
     );
-    let err = StepGrid::UniformLambda {
-        lambda_min: Some(20.0),
-    }
-    .times(&*p, 5, 1.0, 1e-3);
-    assert!(
-        matches!(err, Err(Error::LambdaOutOfRange { .. })),
-        "{err:?}"
-    );
-    let g = StepGrid::UniformLambda {
-        lambda_min: Some(-3.0),
-    }
-    .times(&*p, 5, 1.0, 1e-3)
-    .unwrap();
+    assert!(matches!(
+        grid(f64::NAN),
+        Err(Error::LambdaOutOfRange { .. })
+    ));
+    // Below the schedule's range the clip is a no-op, as in the reference code.
+    assert_eq!(grid(-50.0).unwrap()[0], 1.0);
+    let g = grid(-3.0).unwrap();
     use graft_diffusion::process::Process;
     assert!((p.lambda(g[0]) + 3.0).abs() < 1e-9);
 }

@@ -1,10 +1,21 @@
-//! The `diffusion` reproduction (spec `diffusion.md` §7.5-7.6).
+//! The `diffusion` reproduction (spec §7.5): NFE sweeps with the exact GMM
+//! oracle on R1, R2 and the reference table R3, quality-vs-NFE plots, the NFE
+//! each sampler needs to reach a target, and the measured orders of the
+//! third-order multistep variants.
+
+pub mod problems;
+mod sweep;
 
 use graft_nn::experiment::{ExperimentContext, Outcome};
 
 /// Runs the `diffusion` reproduction.
-pub fn run(_ctx: &ExperimentContext) -> crate::Result<Outcome> {
-    Err(crate::Error::Config(
-        "the `diffusion` reproduction is not built yet".into(),
-    ))
+pub fn run(ctx: &ExperimentContext) -> crate::Result<Outcome> {
+    std::fs::create_dir_all(&ctx.out_dir)
+        .map_err(|e| crate::Error::Config(format!("{}: {e}", ctx.out_dir.display())))?;
+    let mut out = Outcome::default();
+    sweep::orders(ctx, &mut out)?;
+    sweep::r1(ctx, &mut out)?;
+    sweep::r2(ctx, &mut out)?;
+    sweep::r3(ctx, &mut out)?;
+    Ok(out)
 }
