@@ -24,6 +24,8 @@ pub mod reversible;
 pub mod seeds;
 pub mod stack;
 pub mod subnet;
+pub mod synth;
+pub mod unet;
 
 pub use coupling::{Coupling, CouplingConfig, CouplingKind};
 pub use error::{Error, Result};
