@@ -1,8 +1,10 @@
 //! `cargo xtask bench merge`: TIES (density 0.2) and Task Arithmetic over a
 //! base and 4 fine-tunes of a synthetic Llama-shaped checkpoint, with
 //! `graft merge` and, when the peers environment has it, `mergekit-yaml` on
-//! the same YAML and files in the same run; beside the physical floor
-//! (bytes in / measured read bandwidth). Reports wall time, peak RSS and
+//! the same YAML and files in the same run; beside the physical floor of
+//! spec §9, `T* = bytes in / read bandwidth + bytes out / write bandwidth`
+//! (warm page-cache reads; writes with `fdatasync`, as a merge must end),
+//! both measured on the same disk in the same run. Reports wall time, peak RSS and
 //! bytes read, and writes the table to `target/bench/merge.md`.
 //!
 //! `GRAFT_BENCH_MERGE_SIZE=small` (default: hidden 512, 4 layers, ≈ 50 MB per
@@ -190,6 +192,27 @@ fn read_bandwidth(paths: &[PathBuf]) -> (u64, f64) {
     (total, total as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Bandwidth of writing `bytes` to a new file in `dir` and `fdatasync`-ing it.
+fn write_bandwidth(dir: &Path, bytes: u64) -> f64 {
+    use std::io::Write as _;
+    let path = dir.join("write-floor.tmp");
+    let buf = vec![0x5au8; 8 << 20];
+    let started = Instant::now();
+    {
+        let mut f = std::fs::File::create(&path).expect("create");
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            f.write_all(&buf[..n]).expect("write");
+            left -= n as u64;
+        }
+        f.sync_data().expect("fdatasync");
+    }
+    let bw = bytes as f64 / started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    bw
+}
+
 fn safetensors_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|r| {
@@ -240,7 +263,14 @@ fn main() {
         .collect();
     let (bytes_in, bw) = read_bandwidth(&inputs);
     let (_, bw) = (bytes_in, bw.max(read_bandwidth(&inputs).1)); // second read: warm page cache
-    let floor_s = bytes_in as f64 / bw;
+    let read_floor_s = bytes_in as f64 / bw;
+    let bytes_out: u64 = safetensors_files(&dir.join("base"))
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let write_bw = write_bandwidth(&dir, bytes_out);
+    let floor_s = read_floor_s + bytes_out as f64 / write_bw;
     let graft = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/graft");
     let mergekit = std::env::var_os("GRAFT_PEERS_PYTHON")
         .map(|p| PathBuf::from(p).with_file_name("mergekit-yaml"))
@@ -249,14 +279,19 @@ fn main() {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "inputs: base + 4 fine-tunes, {:.2} GB in all (bf16); warm-cache read floor {:.2} s at {:.2} GB/s\n",
+        "inputs: base + 4 fine-tunes, {:.2} GB in all (bf16), {:.2} GB out; floor T* = {:.2} s \
+         (warm-cache read {:.2} s at {:.2} GB/s + write with fdatasync {:.2} s at {:.2} GB/s)\n",
         bytes_in as f64 / 1e9,
+        bytes_out as f64 / 1e9,
         floor_s,
-        bw / 1e9
+        read_floor_s,
+        bw / 1e9,
+        floor_s - read_floor_s,
+        write_bw / 1e9
     );
     let _ = writeln!(
         table,
-        "| method | tool | wall s | peak RSS MiB | read() GB (mmap reads not counted) | wall / floor |"
+        "| method | tool | wall s | peak RSS MiB | read() GB (mmap reads not counted) | wall / T* |"
     );
     let _ = writeln!(table, "|---|---|---|---|---|---|");
     for (method, params) in [("ties", ", density: 0.2"), ("task_arithmetic", "")] {

@@ -266,33 +266,85 @@ impl Reader<'_> {
         mut f: impl FnMut(usize, &[f32], &mut [Vec<f32>]) -> Result<()>,
     ) -> Result<()> {
         let mut start = 0;
-        let mut base_buf = vec![0.0f32; self.chunk.min(self.n)];
-        let mut deltas: Vec<Vec<f32>> = models
-            .iter()
-            .map(|_| vec![0.0f32; self.chunk.min(self.n)])
-            .collect();
+        let width = self.chunk.min(self.n);
+        let mut base_buf = Spare::take(width);
+        let mut deltas = Spares(models.iter().map(|_| take_spare(width)).collect());
+        let base_buf = &mut base_buf.0;
+        let deltas = &mut deltas.0;
         while start < self.n {
             let len = self.chunk.min(self.n - start);
             base_buf.resize(len, 0.0);
             match self.base {
                 Some(b) => {
-                    self.read_checked(b, "base", start, &mut base_buf)?;
+                    self.read_checked(b, "base", start, base_buf)?;
                     b.release(start, len);
                 }
                 None => base_buf.fill(0.0),
             }
-            for (m, d) in models.iter().zip(&mut deltas) {
+            for (m, d) in models.iter().zip(deltas.iter_mut()) {
                 d.resize(len, 0.0);
                 self.read_checked(m.source, &m.id, start, d)?;
                 m.source.release(start, len);
-                for (x, b) in d.iter_mut().zip(&base_buf) {
+                for (x, b) in d.iter_mut().zip(base_buf.iter()) {
                     *x -= b;
                 }
             }
-            f(start, &base_buf, &mut deltas)?;
+            f(start, base_buf, deltas)?;
             start += len;
         }
         Ok(())
+    }
+}
+
+thread_local! {
+    /// Chunk buffers kept between tensors on this thread: a fresh buffer of
+    /// a few MiB costs a page fault and a page zeroing per 4 KiB.
+    static SPARES: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// How many buffers a thread keeps.
+const MAX_SPARES: usize = 16;
+
+/// A chunk buffer borrowed from this thread's spares, returned on drop.
+struct Spare(Vec<f32>);
+
+impl Spare {
+    fn take(len: usize) -> Self {
+        Self(take_spare(len))
+    }
+}
+
+/// A buffer of `len` zeros, from this thread's spares when it has one.
+fn take_spare(len: usize) -> Vec<f32> {
+    let mut v = SPARES.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    v.clear();
+    v.resize(len, 0.0);
+    v
+}
+
+fn give_back(v: Vec<f32>) {
+    SPARES.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < MAX_SPARES {
+            s.push(v);
+        }
+    });
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        give_back(std::mem::take(&mut self.0));
+    }
+}
+
+/// Several [`Spare`]s.
+struct Spares(Vec<Vec<f32>>);
+
+impl Drop for Spares {
+    fn drop(&mut self) {
+        for v in self.0.drain(..) {
+            give_back(v);
+        }
     }
 }
 

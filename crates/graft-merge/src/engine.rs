@@ -169,6 +169,7 @@ pub fn run_merge(
         wall_s: 0.0,
     };
     let jobs: Vec<(&TensorSpec, &TensorSpec)> = base_specs.iter().zip(&out_specs).collect();
+    let spare = std::sync::Mutex::new(Vec::new());
     let job = Job {
         config,
         base: &base,
@@ -176,6 +177,7 @@ pub fn run_merge(
         ids: &ids,
         layers,
         chunk: options.chunk_elems,
+        spare: &spare,
     };
     let mut write = |spec: &TensorSpec, merged: Merged| -> Result<()> {
         bar.set_message(spec.name.clone());
@@ -187,6 +189,12 @@ pub fn run_merge(
             report.merged += 1;
         }
         writer.write_bytes(&spec.name, &merged.bytes)?;
+        if !merged.copied
+            && let Ok(mut spare) = spare.lock()
+            && spare.len() <= options.threads
+        {
+            spare.push(merged.bytes);
+        }
         bar.inc(spec.nbytes() as u64);
         Ok(())
     };
@@ -298,9 +306,25 @@ struct Job<'a> {
     ids: &'a [String],
     layers: Option<usize>,
     chunk: usize,
+    /// Output buffers handed back after writing, for the next tensors.
+    spare: &'a std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
 impl Job<'_> {
+    /// An empty output buffer with room for `bytes`, reused where possible
+    /// (a fresh one costs a page fault and a zeroing per 4 KiB).
+    fn buffer(&self, bytes: usize) -> Vec<u8> {
+        let mut v = self
+            .spare
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_default();
+        v.clear();
+        v.reserve(bytes);
+        v
+    }
+
     /// Merges (or copies) one tensor.
     fn tensor(&self, spec: &TensorSpec, out_spec: &TensorSpec) -> Result<Merged> {
         let base_bytes = self.base.file_of(&spec.name)?.bytes(&spec.name)?;
@@ -335,7 +359,7 @@ impl Job<'_> {
         } else {
             Some(&base_source)
         };
-        let mut bytes = Vec::with_capacity(out_spec.nbytes());
+        let mut bytes = self.buffer(out_spec.nbytes());
         merge_chunked(
             &self.config.method,
             &self.config.params,
@@ -437,7 +461,7 @@ impl Job<'_> {
                     part = &part[take..];
                     if filled == spec.numel() {
                         let merged = Merged {
-                            bytes: std::mem::take(&mut bytes),
+                            bytes: std::mem::replace(&mut bytes, self.buffer(0)),
                             bytes_read: (spec.nbytes() * (1 + self.models.len())) as u64,
                             copied: false,
                         };
