@@ -458,9 +458,11 @@ fn trim_states(
 const BUCKETS: usize = 1 << 16;
 
 /// A 2¹⁶-bucket histogram of 16-bit keys, counted in `u32` (half the cache
-/// footprint of `usize`) and folded into `usize` totals before it could overflow.
+/// footprint of `usize`) and folded into `usize` totals before it could
+/// overflow. Keys go round-robin to four sub-histograms, so runs of equal
+/// keys do not wait on each other's increments.
 struct Histogram {
-    part: Box<[u32; BUCKETS]>,
+    parts: [Box<[u32; BUCKETS]>; 4],
     counted: u64,
     totals: Vec<usize>,
 }
@@ -468,27 +470,52 @@ struct Histogram {
 impl Histogram {
     fn new() -> Self {
         Self {
-            part: Box::new([0; BUCKETS]),
+            parts: std::array::from_fn(|_| Box::new([0; BUCKETS])),
             counted: 0,
             totals: vec![0; BUCKETS],
         }
     }
 
-    /// Counts each key (`< 2¹⁶`) of one chunk.
-    fn count(&mut self, keys: impl Iterator<Item = u32>) {
-        for key in keys {
-            if self.counted == u64::from(u32::MAX) {
+    /// Counts the high 16 bits of each key.
+    fn count_high(&mut self, keys: &[u32]) {
+        for block in keys.chunks(1 << 30) {
+            if self.counted + block.len() as u64 > u64::from(u32::MAX) {
                 self.fold();
             }
-            self.part[(key & 0xffff) as usize] += 1;
-            self.counted += 1;
+            let [a, b, c, d] = &mut self.parts;
+            let mut quads = block.chunks_exact(4);
+            for q in &mut quads {
+                a[(q[0] >> 16) as usize] += 1;
+                b[(q[1] >> 16) as usize] += 1;
+                c[(q[2] >> 16) as usize] += 1;
+                d[(q[3] >> 16) as usize] += 1;
+            }
+            for k in quads.remainder() {
+                a[(k >> 16) as usize] += 1;
+            }
+            self.counted += block.len() as u64;
+        }
+    }
+
+    /// Counts the low 16 bits of the keys whose high 16 bits are `bucket`.
+    fn count_low_in(&mut self, keys: &[u32], bucket: u32) {
+        for k in keys {
+            if k >> 16 == bucket {
+                if self.counted == u64::from(u32::MAX) {
+                    self.fold();
+                }
+                self.parts[0][(k & 0xffff) as usize] += 1;
+                self.counted += 1;
+            }
         }
     }
 
     fn fold(&mut self) {
-        for (t, p) in self.totals.iter_mut().zip(self.part.iter_mut()) {
-            *t += *p as usize;
-            *p = 0;
+        for part in &mut self.parts {
+            for (t, p) in self.totals.iter_mut().zip(part.iter_mut()) {
+                *t += *p as usize;
+                *p = 0;
+            }
         }
         self.counted = 0;
     }
@@ -540,7 +567,7 @@ fn select_ascending(
         }
         keys(deltas, &mut buf);
         for (h, k) in high.iter_mut().zip(&buf) {
-            h.count(k.iter().map(|k| k >> 16));
+            h.count_high(k);
         }
         Ok(())
     })?;
@@ -580,7 +607,7 @@ fn select_ascending(
         keys(deltas, &mut buf);
         for (hs, k) in low.iter_mut().zip(&buf) {
             for (bucket, h) in hs.iter_mut() {
-                h.count(k.iter().filter(|k| *k >> 16 == *bucket).map(|k| k & 0xffff));
+                h.count_low_in(k, *bucket);
             }
         }
         Ok(())
