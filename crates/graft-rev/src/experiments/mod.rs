@@ -1,4 +1,4 @@
-//! The `rev` reproduction (spec `reversible.md` §1, §4, §6).
+//! The `rev` reproduction (spec `reversible.md` §1, §2, §4, §6).
 //!
 //! Every memory measurement runs in a fresh child process that re-enters
 //! the current binary with its own arguments (spec §6), so all probes come
@@ -8,6 +8,7 @@
 pub mod depth;
 pub mod ode;
 pub mod probe;
+pub mod unet;
 
 use graft_nn::experiment::{ExperimentContext, Outcome};
 
@@ -16,6 +17,8 @@ pub fn run(ctx: &ExperimentContext) -> crate::Result<Outcome> {
     let sweep = depth::DepthSweep::for_ctx(ctx);
     let depth_peaks = depth::measure(ctx, &sweep)?;
     let heun_peaks = ode::measure(ctx)?;
+    let unet_sweep = unet::UNetSweep::for_ctx(ctx);
+    let unet_peaks = unet::measure(ctx, &unet_sweep)?;
     if probe::in_child() {
         return Err(crate::Error::Config(
             "memory probe child did not reach its site".into(),
@@ -30,5 +33,13 @@ pub fn run(ctx: &ExperimentContext) -> crate::Result<Outcome> {
         &mut outcome.plots,
     )?;
     ode::report(ctx, &heun_peaks, &mut outcome.claims, &mut outcome.plots)?;
+    unet::report_memory(
+        ctx,
+        &unet_sweep,
+        &unet_peaks,
+        &mut outcome.claims,
+        &mut outcome.plots,
+    )?;
+    unet::report_parity(ctx, &mut outcome.claims)?;
     Ok(outcome)
 }
