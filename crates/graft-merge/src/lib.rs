@@ -1,14 +1,14 @@
 //! graft-merge: merging fine-tuned models that share one base.
 //!
-//! **Work in progress** on the graft-merge issue. Here now: the arithmetic
-//! of linear averaging, Task Arithmetic, TIES-Merging, DARE and PCB-merging
-//! on `f32` segments ([`merge_segment`]), with counter-based randomness;
-//! mergekit's YAML ([`config::MergeConfig`]); and an engine over safetensors
-//! checkpoints ([`engine::run_merge`]) that streams tensor by tensor with
-//! `scope = tensor`, tensors in parallel; the `merge` reproduction; parity
-//! with mergekit 0.1.5 on committed fixtures; `cargo xtask bench merge`.
-//! Still to come: bounded-memory streaming (chunked tensors, released
-//! mapped pages, multi-pass global scope) for models larger than memory.
+//! Linear averaging, Task Arithmetic, TIES-Merging, DARE and PCB-merging
+//! (with its three inter-balancing variants and "PCB + ES" per-model scale
+//! search, [`PcbComponents`], [`search`]), on `f32` segments
+//! ([`merge_segment`]) with counter-based randomness; mergekit's YAML
+//! ([`config::MergeConfig`]); and an engine over safetensors checkpoints
+//! ([`engine::run_merge`]) that streams tensors in chunks, in bounded memory
+//! whatever the model size, for per-tensor and global scope alike
+//! ([`chunked`]). The `merge` reproduction, parity with mergekit 0.1.5 on
+//! committed fixtures and `cargo xtask bench merge` live beside it.
 //!
 //! Notation (spec `merging.md` §0): base `θ0`, fine-tunes `θi`, deltas
 //! `δi = θi − θ0`; every method returns `θ0 + Δ`, and [`merge`] returns `Δ`
