@@ -344,16 +344,7 @@ impl Job<'_> {
             .map(|m| FileSource::new(m, &spec.name))
             .collect::<Result<_>>()?;
         bytes_read += sources.iter().map(|s| s.bytes.len() as u64).sum::<u64>();
-        let models: Vec<ChunkModel> = model_params(self.config, self.ids, &spec.name, layer)?
-            .into_iter()
-            .zip(&sources)
-            .map(|((id, weight, density), source)| ChunkModel {
-                id,
-                weight,
-                density,
-                source,
-            })
-            .collect();
+        let models = chunk_models(self.config, self.ids, &spec.name, layer, &sources)?;
         let base_arg: Option<&dyn Source> = if self.config.method == Method::Linear {
             None
         } else {
@@ -417,16 +408,7 @@ impl Job<'_> {
             .iter()
             .map(|m| ConcatSource::open(m, &floats))
             .collect::<Result<_>>()?;
-        let models: Vec<ChunkModel> = model_params(self.config, self.ids, GLOBAL, None)?
-            .into_iter()
-            .zip(&sources)
-            .map(|((id, weight, density), source)| ChunkModel {
-                id,
-                weight,
-                density,
-                source,
-            })
-            .collect();
+        let models = chunk_models(self.config, self.ids, GLOBAL, None, &sources)?;
 
         // The sink fills tensors in declared order; non-float ones are copied as reached.
         let mut next = 0usize;
@@ -597,6 +579,27 @@ fn model_params(
             Ok((id.clone(), weight as f32, density))
         })
         .collect()
+}
+
+/// The models of one segment: their sources with the weight and density
+/// that apply to `tensor`.
+fn chunk_models<'s, S: Source>(
+    config: &MergeConfig,
+    ids: &[String],
+    tensor: &str,
+    layer: Option<(usize, usize)>,
+    sources: &'s [S],
+) -> Result<Vec<ChunkModel<'s>>> {
+    Ok(model_params(config, ids, tensor, layer)?
+        .into_iter()
+        .zip(sources)
+        .map(|((id, weight, density), source)| ChunkModel {
+            id,
+            weight,
+            density,
+            source,
+        })
+        .collect())
 }
 
 fn no_value(tensor: &str, model: &str, what: &str) -> Error {

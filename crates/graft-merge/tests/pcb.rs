@@ -120,14 +120,14 @@ fn evolution_strategy_finds_an_interior_optimum_within_its_budget() {
         seed: 7,
         ..EsConfig::vision()
     };
-    let result = maximize(3, &config, |x| {
+    let objective = |x: &[f64]| -> graft_merge::Result<f64> {
         Ok(-x
             .iter()
             .zip(&target)
             .map(|(a, b)| (a - b) * (a - b))
             .sum::<f64>())
-    })
-    .unwrap();
+    };
+    let result = maximize(3, &config, objective).unwrap();
     assert_eq!(result.evaluations, 100);
     assert!(
         result.trace.windows(2).all(|w| w[1] >= w[0]),
@@ -137,14 +137,7 @@ fn evolution_strategy_finds_an_interior_optimum_within_its_budget() {
         assert!((x - t).abs() < 0.03, "{:?} vs {target:?}", result.best);
     }
     // The same seed gives the same search; the bounds hold.
-    let again = maximize(3, &config, |x| {
-        Ok(-x
-            .iter()
-            .zip(&target)
-            .map(|(a, b)| (a - b) * (a - b))
-            .sum::<f64>())
-    })
-    .unwrap();
+    let again = maximize(3, &config, objective).unwrap();
     assert_eq!(again, result);
     let edge = maximize(2, &config, |x| Ok(x.iter().sum())).unwrap();
     assert!(
@@ -157,35 +150,20 @@ fn evolution_strategy_finds_an_interior_optimum_within_its_budget() {
 #[test]
 fn bad_searches_are_refused() {
     let ok = |_: &[f64]| Ok(0.0);
+    let vision = EsConfig::vision;
+    let mut zero_budget = vision();
+    zero_budget.budget = 0;
+    let mut upside_down = vision();
+    upside_down.lower = 2.0;
+    let mut outside = vision();
+    outside.init = 5.0;
+    let mut no_step = vision();
+    no_step.step = 0.0;
     for (config, needle) in [
-        (
-            EsConfig {
-                budget: 0,
-                ..EsConfig::vision()
-            },
-            "budget",
-        ),
-        (
-            EsConfig {
-                lower: 2.0,
-                ..EsConfig::vision()
-            },
-            "bounds",
-        ),
-        (
-            EsConfig {
-                init: 5.0,
-                ..EsConfig::vision()
-            },
-            "outside",
-        ),
-        (
-            EsConfig {
-                step: 0.0,
-                ..EsConfig::vision()
-            },
-            "step",
-        ),
+        (zero_budget, "budget"),
+        (upside_down, "bounds"),
+        (outside, "outside"),
+        (no_step, "step"),
     ] {
         let err = maximize(2, &config, ok).unwrap_err().to_string();
         assert!(err.contains(needle), "{err}");
