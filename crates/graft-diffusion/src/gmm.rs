@@ -211,6 +211,8 @@ impl Gmm {
     }
     /// The log posterior over noise levels for DLG, `ln c(j|x) ∝ ln p(j) + ln p_{t_j}(x)`,
     /// `[n, J]` normalised, for level times `ts` with prior weights `log_prior` (uniform if `None`).
+    /// All levels at once: `‖x − a_k‖²` is expanded in the level-independent
+    /// `‖y‖²`, `⟨y, m_k − μ⟩` and `‖m_k − μ‖²` (y = x − μ).
     pub fn level_log_posterior(
         &self,
         process: &dyn Process,
@@ -218,11 +220,71 @@ impl Gmm {
         ts: &[f64],
         log_prior: Option<&[f64]>,
     ) -> Result<Tensor> {
-        let cols: Vec<Tensor> = ts
+        let d = self.dim();
+        let xs = x.size();
+        if xs.len() != 2 || xs[1] != d {
+            return Err(Error::ShapeMismatch {
+                what: "x vs GMM dimension [n, d]",
+                expected: vec![-1, d],
+                actual: xs,
+            });
+        }
+        if let Some(p) = log_prior {
+            if p.len() != ts.len() {
+                return Err(Error::ShapeMismatch {
+                    what: "level prior vs levels",
+                    expected: vec![ts.len() as i64],
+                    actual: vec![p.len() as i64],
+                });
+            }
+        }
+        let x = x.to_kind(Kind::Double);
+        let (y, mc) = match process.mu() {
+            Some(mu) => {
+                let mu = mu.to_kind(Kind::Double);
+                (&x - &mu, self.means.unsqueeze(0) - mu.unsqueeze(-2)) // [n,d], [1|n,K,d]
+            }
+            None => (x.shallow_clone(), self.means.unsqueeze(0)),
+        };
+        let yy = y
+            .square()
+            .sum_dim_intlist(-1, true, Kind::Double)
+            .unsqueeze(-1); // [n,1,1]
+        let ym = (y.unsqueeze(1) * &mc)
+            .sum_dim_intlist(-1, false, Kind::Double)
+            .unsqueeze(-1); // [n,K,1]
+        let mm = mc
+            .square()
+            .sum_dim_intlist(-1, false, Kind::Double)
+            .unsqueeze(-1); // [.,K,1]
+        let alpha: Vec<f64> = ts.iter().map(|&t| process.alpha(t)).collect();
+        let sigma: Vec<f64> = ts.iter().map(|&t| process.sigma(t)).collect();
+        let a = Tensor::from_slice(&alpha).view([1, 1, -1]);
+        let c2: Vec<f64> = self
+            .stds
             .iter()
-            .map(|&t| self.log_density(process, x, t))
-            .collect::<Result<_>>()?;
-        let mut lp = Tensor::stack(&cols, 1);
+            .flat_map(|s| {
+                alpha
+                    .iter()
+                    .zip(&sigma)
+                    .map(move |(a, sg)| a * a * s * s + sg * sg)
+            })
+            .collect();
+        if let Some(bad) = c2.iter().find(|v| !(**v > 0.0)) {
+            return Err(Error::Invalid {
+                name: "c_k^2",
+                value: *bad,
+                reason: "a Dirac component at sigma = 0 has no density",
+            });
+        }
+        let c2 = Tensor::from_slice(&c2).view([1, self.components() as i64, ts.len() as i64]);
+        let sq = (yy - ym * &a * 2.0 + mm * a.square()).clamp_min(0.0); // [n,K,J]
+        let logw = Tensor::from_slice(&self.weights.iter().map(|w| w.ln()).collect::<Vec<_>>())
+            .view([1, -1, 1]);
+        let logn = -(sq / (&c2 * 2.0))
+            - (&c2 * (2.0 * std::f64::consts::PI)).log() * (d as f64 / 2.0)
+            + logw;
+        let mut lp = logn.logsumexp(1, false); // [n,J]
         if let Some(p) = log_prior {
             lp += Tensor::from_slice(p).unsqueeze(0);
         }

@@ -13,9 +13,22 @@ pub fn run(ctx: &ExperimentContext) -> crate::Result<Outcome> {
     std::fs::create_dir_all(&ctx.out_dir)
         .map_err(|e| crate::Error::Config(format!("{}: {e}", ctx.out_dir.display())))?;
     let mut out = Outcome::default();
-    sweep::orders(ctx, &mut out)?;
-    sweep::r1(ctx, &mut out)?;
-    sweep::r2(ctx, &mut out)?;
-    sweep::r3(ctx, &mut out)?;
+    type Part = fn(&ExperimentContext, &mut Outcome) -> crate::Result<()>;
+    let parts: [(&str, Part); 5] = [
+        ("orders", sweep::orders),
+        ("r1", sweep::r1),
+        ("r2", sweep::r2),
+        ("r3", sweep::r3),
+        ("dlg", sweep::dlg),
+    ];
+    for (name, part) in parts {
+        let start = std::time::Instant::now();
+        part(ctx, &mut out)?;
+        tracing::info!(
+            part = name,
+            seconds = start.elapsed().as_secs_f64(),
+            "diffusion"
+        );
+    }
     Ok(out)
 }

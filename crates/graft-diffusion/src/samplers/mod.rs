@@ -1,12 +1,14 @@
 //! Samplers: each runs a model over a time grid and counts its NFE.
 
 mod baselines;
+mod dlg;
 mod dpm_single;
 mod edm;
 mod mrs;
 mod pc;
 
 pub use baselines::{EulerMaruyama, EulerOde, Posterior};
+pub use dlg::{Chains, Dlg, ExactLevels, LevelChoice, LevelPosterior};
 pub use dpm_single::DpmSolverSingle;
 pub use edm::{Churn, EdmHeun};
 pub use mrs::{Mrs, Variant};
