@@ -28,10 +28,10 @@ pub struct DepthSweep {
 
 impl DepthSweep {
     /// The spec's sizes (B = 4096, half 128, hidden 512, N = 2..32); quick
-    /// halves the batch.
+    /// uses a quarter of the batch.
     pub fn for_ctx(ctx: &ExperimentContext) -> Self {
         Self {
-            batch: ctx.pick(2048, 4096),
+            batch: ctx.pick(1024, 4096),
             half: 128,
             hidden: 512,
             depths: vec![2, 4, 8, 16, 32],

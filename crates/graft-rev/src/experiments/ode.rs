@@ -132,7 +132,7 @@ fn terminal_loss_and_grad(
 /// the final state per number of solver steps and method.
 pub fn measure(ctx: &ExperimentContext) -> Result<Vec<(Method, usize, f64)>> {
     let batch: i64 = 1024;
-    let steps: Vec<usize> = ctx.pick(vec![50, 100, 200, 400], vec![100, 200, 400, 800]);
+    let steps: Vec<usize> = ctx.pick(vec![25, 50, 100, 200], vec![100, 200, 400, 800]);
     let mut out = Vec::new();
     for method in [Method::Unrolled, Method::Reversible] {
         for &n in &steps {
@@ -224,7 +224,7 @@ pub fn report(
     plots.push("heun_memory_vs_steps.svg".into());
 
     // Loss curves from the same initialisation.
-    let iters = ctx.pick(40, 200);
+    let iters = ctx.pick(30, 200);
     let steps = 40;
     let ts = linspace(2.0 * std::f64::consts::PI, steps);
     graft_tensor::tch::manual_seed(ctx.seed as i64 + 17);

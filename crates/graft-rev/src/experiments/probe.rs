@@ -27,13 +27,24 @@ pub fn probe<S>(
     step: impl FnOnce(S) -> Result<()>,
 ) -> Result<Option<PeakMemory>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    probe_with_args(site, &args, setup, step)
+}
+
+/// [`probe`] with explicit arguments that lead the re-executed binary back
+/// here (for a test binary: `graft_tensor::memory::test_args`).
+pub fn probe_with_args<S>(
+    site: &str,
+    args: &[String],
+    setup: impl FnOnce() -> Result<S>,
+    step: impl FnOnce(S) -> Result<()>,
+) -> Result<Option<PeakMemory>> {
     match std::env::var(PROBE_ENV) {
         Ok(s) if s == site => {
             pin_allocator();
             graft_tensor::tch::set_num_threads(2);
             graft_tensor::tch::set_num_interop_threads(1);
             let state = setup()?;
-            let r = peak_rss_in_child(site, &args, || {
+            let r = peak_rss_in_child(site, args, || {
                 step(state).map_err(|e| graft_tensor::Error::Probe {
                     site: site.into(),
                     reason: e.to_string(),
@@ -44,7 +55,7 @@ pub fn probe<S>(
         Ok(_) => Ok(None),
         Err(_) => {
             tracing::debug!(site, "memory probe");
-            Ok(Some(peak_rss_in_child(site, &args, || Ok(()))?))
+            Ok(Some(peak_rss_in_child(site, args, || Ok(()))?))
         }
     }
 }

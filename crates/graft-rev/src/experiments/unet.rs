@@ -298,7 +298,7 @@ pub fn report_memory(
 /// held-out volumes.
 pub fn report_parity(ctx: &ExperimentContext, claims: &mut Vec<Claim>) -> Result<()> {
     let side = ctx.pick(16, 24);
-    let steps = ctx.pick(30, 120);
+    let steps = ctx.pick(20, 120);
     let held_out: Vec<u64> = (0..ctx.pick(4, 16))
         .map(|i| 1_000_000 + ctx.seed * 1000 + i)
         .collect();
