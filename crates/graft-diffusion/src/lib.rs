@@ -24,5 +24,6 @@ pub mod noise;
 pub mod param;
 pub mod process;
 pub mod samplers;
+pub mod scatter;
 
 pub use error::{Error, Result};

@@ -4,7 +4,7 @@
 use crate::{Error, Result};
 use graft_tensor::tch::{Kind, Tensor};
 use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+pub use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::VecDeque;
 
@@ -13,6 +13,11 @@ pub trait NoiseSource {
     /// A tensor of i.i.d. N(0, 1) with the shape, kind and device of `like`,
     /// for the step from `t_from` to `t_to`.
     fn standard_normal(&mut self, like: &Tensor, t_from: f64, t_to: f64) -> Result<Tensor>;
+}
+
+/// The seeded generator graft-diffusion draws start states and data from.
+pub fn seeded_rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
 }
 
 /// `n` standard normals from `rng` as an f64 vector.
