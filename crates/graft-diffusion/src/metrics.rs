@@ -111,14 +111,87 @@ pub struct ModeStats {
     pub outliers: f64,
 }
 
-/// The 0.999 quantile of χ²_d (exact for d = 2, Wilson–Hilferty otherwise).
-pub fn chi2_999(d: i64) -> f64 {
-    if d == 2 {
-        return -2.0 * 0.001f64.ln();
+fn ln_gamma(x: f64) -> f64 {
+    // Lanczos (g = 7, n = 9), |relative error| < 1e-13 for x > 0.
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    let x = x - 1.0;
+    let mut a = C[0];
+    let t = x + 7.5;
+    for (i, c) in C.iter().enumerate().skip(1) {
+        a += c / (x + i as f64);
     }
-    let d = d as f64;
-    let z = 3.090_232_306;
-    d * (1.0 - 2.0 / (9.0 * d) + z * (2.0 / (9.0 * d)).sqrt()).powi(3)
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+/// The regularised lower incomplete gamma function P(a, x).
+fn gamma_p(a: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    let lead = -x + a * x.ln() - ln_gamma(a);
+    if x < a + 1.0 {
+        let (mut term, mut sum, mut ap) = (1.0 / a, 1.0 / a, a);
+        for _ in 0..1000 {
+            ap += 1.0;
+            term *= x / ap;
+            sum += term;
+            if term.abs() < sum.abs() * 1e-16 {
+                break;
+            }
+        }
+        sum * lead.exp()
+    } else {
+        // Continued fraction for Q(a, x) (modified Lentz).
+        let tiny = 1e-300;
+        let mut b = x + 1.0 - a;
+        let mut c = 1.0 / tiny;
+        let mut d = 1.0 / b;
+        let mut h = d;
+        for i in 1..1000 {
+            let an = -(i as f64) * (i as f64 - a);
+            b += 2.0;
+            d = an * d + b;
+            if d.abs() < tiny {
+                d = tiny;
+            }
+            c = b + an / c;
+            if c.abs() < tiny {
+                c = tiny;
+            }
+            d = 1.0 / d;
+            let del = d * c;
+            h *= del;
+            if (del - 1.0).abs() < 1e-16 {
+                break;
+            }
+        }
+        1.0 - lead.exp() * h
+    }
+}
+
+/// The 0.999 quantile of χ²_d (bisection on the regularised incomplete gamma function).
+pub fn chi2_999(d: i64) -> f64 {
+    let a = d.max(1) as f64 / 2.0;
+    let (mut lo, mut hi) = (0.0, 10.0 * a + 100.0);
+    for _ in 0..200 {
+        let m = 0.5 * (lo + hi);
+        if gamma_p(a, m / 2.0) < 0.999 {
+            lo = m;
+        } else {
+            hi = m;
+        }
+    }
+    0.5 * (lo + hi)
 }
 
 /// Mode TV, coverage, within-mode std ratio and outlier fraction of `x` under
