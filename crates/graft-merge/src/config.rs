@@ -5,8 +5,8 @@
 //! `dare_linear`, `dare_ties`, and graft's `pcb`), `base_model`,
 //! `models[].model`, `models[].parameters.{weight,density}`, global
 //! `parameters` (`normalize`, `lambda`, `rescale`, `int8_mask`,
-//! `consensus_method`, fallback `weight`/`density`, PCB's `keep_ratio` and
-//! `clamp_ratio`), `dtype`, `out_dtype`, `tokenizer_source: base`. A value is
+//! `consensus_method`, fallback `weight`/`density`, PCB's `keep_ratio`,
+//! `clamp_ratio` and `inter_balance`), `dtype`, `out_dtype`, `tokenizer_source: base`. A value is
 //! a number, a gradient (list of numbers) or a list of `{filter, value}`.
 //! graft's keys: `scope` (`tensor` | `global`), `compat` (`mergekit` |
 //! `paper`), `seed`, `trim_rule` (`exact` | `reference`). Anything else —
