@@ -362,6 +362,45 @@ fn bad_configs_and_mismatched_checkpoints_are_clear_errors_and_leave_nothing() {
         "merge_method: task_arithmetic\nbase_model: ROOT/base\nmodels: [{model: ROOT/extra}]\n",
         "lm_head.weight",
     );
+    // A truncated file, a non-finite value and another dtype.
+    let cut = fx.root.join("cut");
+    std::fs::create_dir_all(&cut).unwrap();
+    let whole = std::fs::read(fx.root.join("ft2/model.safetensors")).unwrap();
+    std::fs::write(cut.join("model.safetensors"), &whole[..whole.len() - 10]).unwrap();
+    expect_err(
+        &fx,
+        "merge_method: task_arithmetic\nbase_model: ROOT/base\nmodels: [{model: ROOT/cut}]\n",
+        "cut",
+    );
+    let nan = fx.root.join("nan");
+    std::fs::create_dir_all(&nan).unwrap();
+    tensors.pop();
+    tensors[norm].1 = Tensor::ones([6], (Kind::Float, Device::Cpu)) * f64::NAN;
+    save(
+        nan.join("model.safetensors"),
+        tensors.iter().map(|(n, t)| (n.as_str(), t)),
+        &HashMap::new(),
+    )
+    .unwrap();
+    expect_err(
+        &fx,
+        "merge_method: task_arithmetic\nbase_model: ROOT/base\nmodels: [{model: ROOT/nan}]\n",
+        "non-finite value NaN",
+    );
+    let f16 = fx.root.join("f16");
+    std::fs::create_dir_all(&f16).unwrap();
+    tensors[norm].1 = Tensor::ones([6], (Kind::Half, Device::Cpu));
+    save(
+        f16.join("model.safetensors"),
+        tensors.iter().map(|(n, t)| (n.as_str(), t)),
+        &HashMap::new(),
+    )
+    .unwrap();
+    expect_err(
+        &fx,
+        "merge_method: task_arithmetic\nbase_model: ROOT/base\nmodels: [{model: ROOT/f16}]\n",
+        "dtype F16",
+    );
 }
 
 #[test]
