@@ -39,16 +39,10 @@ impl UNetSweep {
     pub fn for_ctx(ctx: &ExperimentContext) -> Self {
         Self {
             budget: ctx.pick(48.0, 192.0) * MB,
-            sides: ctx.pick(
-                vec![16, 24, 32, 40, 48],
-                vec![16, 24, 32, 40, 48, 56, 64, 72],
-            ),
-            side: ctx.pick(24, 32),
-            blocks: ctx.pick(vec![1, 2, 3, 4, 6, 8], vec![1, 2, 3, 4, 5, 6, 8, 10]),
-            widths: ctx.pick(
-                vec![8, 12, 16, 20, 24, 32],
-                vec![8, 12, 16, 20, 24, 28, 32, 40, 48],
-            ),
+            sides: ctx.pick(vec![16, 24, 32, 40], vec![16, 24, 32, 40, 48, 56, 64, 72]),
+            side: ctx.pick(16, 32),
+            blocks: ctx.pick(vec![1, 2, 3, 4], vec![1, 2, 3, 4, 5, 6, 8, 10]),
+            widths: ctx.pick(vec![8, 12, 16, 24], vec![8, 12, 16, 20, 24, 28, 32, 40, 48]),
             base: 8,
         }
     }
