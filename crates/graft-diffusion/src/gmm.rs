@@ -4,7 +4,7 @@
 //! the DLG level posterior are exact.
 
 use crate::model::Model;
-use crate::noise::{normal_like, normals};
+use crate::noise::normals;
 use crate::param::{Coeffs, Parameterization, output_from};
 use crate::process::Process;
 use crate::{Error, Result};
@@ -339,9 +339,4 @@ impl Model for GmmModel {
         };
         Ok(out.to_kind(kind))
     }
-}
-
-/// Draws standard normal noise shaped like `like` (re-export for problems).
-pub fn gaussian_like(rng: &mut ChaCha8Rng, like: &Tensor) -> Result<Tensor> {
-    normal_like(rng, like)
 }

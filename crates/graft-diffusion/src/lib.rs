@@ -8,6 +8,10 @@
 //!   EDM Heun, predictor–corrector, DLG.
 //! - [`grid`], [`noise`]: step grids and noise sources.
 //! - [`gmm`]: the exact Gaussian-mixture oracle; [`metrics`]: sample-quality metrics.
+//! - [`learned`]: a small MLP denoiser trained with `tch` (spec §7.6); [`scatter`]: SVG scatter plots.
+//! - [`experiments`]: the `diffusion` reproduction and its built-in problems.
+//!
+//! User guide and measured results: `docs/diffusion.md`.
 
 #![warn(missing_docs)]
 // `!(x > 0.0)` is deliberate throughout: it also refuses NaN.
@@ -18,6 +22,7 @@ pub mod experiments;
 pub mod gmm;
 pub mod grid;
 pub mod integrator;
+pub mod learned;
 pub mod metrics;
 pub mod model;
 pub mod noise;

@@ -26,7 +26,7 @@ const SCALES: [f64; 3] = [0.5, 1.0, 2.0];
 /// A pathwise case: label, sampler, grid, model.
 type PathCase<'a> = (String, Box<dyn Sampler>, StepGrid, &'a dyn Model);
 /// A distribution case: label, sampler, grid, NFEs.
-type SweepCase = (&'static str, Box<dyn Sampler>, StepGrid, Vec<usize>);
+pub(super) type SweepCase = (&'static str, Box<dyn Sampler>, StepGrid, Vec<usize>);
 
 fn lam_grid(p: &Problem) -> StepGrid {
     StepGrid::UniformLambda {
