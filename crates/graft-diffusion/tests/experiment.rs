@@ -25,21 +25,32 @@ fn diffusion_quick_runs_and_reports_its_claims() {
         "order3-reference-data",
         "r2-sde-noise-diverges",
         "r2-sde-data-finite",
+        // The spec §9 headline and DMCMC, tracked as a regression test (seeded, deterministic).
+        "r2-mrs3-20-vs-em-200-mmd",
+        "r2-mrs3-20-vs-em-200-tv",
+        "r2-mrs3-20-vs-em-200-std",
+        "dlg-improves-heun-10",
     ] {
         assert!(claim(id).pass, "{:?}", claim(id));
     }
     for id in [
         "r1-nfe-to-rmse-1e-2",
-        "r2-mrs3-20-vs-em-200-mmd",
-        "r2-mrs3-20-vs-em-200-std",
+        "r3-mrs2-10-vs-posterior-100",
         "r3-mrs2-20-vs-posterior-100",
+        "dlg-improves-heun-20",
     ] {
         claim(id);
     }
     for plot in &outcome.plots {
         assert!(dir.path().join(plot).is_file(), "{plot}");
     }
-    for table in ["orders.md", "r1_rmse.md", "r2_quality.md", "r3_quality.md"] {
+    for table in [
+        "orders.md",
+        "r1_rmse.md",
+        "r2_quality.md",
+        "r3_quality.md",
+        "dlg.md",
+    ] {
         assert!(dir.path().join(table).is_file(), "{table}");
     }
 }
