@@ -1,6 +1,6 @@
 //! `cargo xtask bench diffusion`: wall time per sample batch for each
 //! graft-diffusion sampler at equal NFE with a fixed MLP model (batch 256,
-//! 64-D, 3×256 SiLU on [x, 16 sinusoidal features of λ]), against the time
+//! 64-D, 3×256 and 3×1024 SiLU on [x, 16 sinusoidal features of λ]), against the time
 //! of the same number of bare model calls: the sampler overhead beyond the
 //! model (spec target ≤ 5 % at batch 256). Writes `target/bench/diffusion.md`.
 
@@ -30,11 +30,10 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(process: MeanReverting) -> Self {
+    fn new(process: MeanReverting, h: i64) -> Self {
         graft_tensor::tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
-        let h = 256;
         let net = nn::seq()
             .add(nn::linear(&root / "l0", DIM + 16, h, Default::default()))
             .add_fn(|x| x.silu())
@@ -74,6 +73,20 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     graft_benches::print_machine();
+    let mut md = format!(
+        "# diffusion samplers: overhead beyond the model\n\n{}\n\nMLP 3 hidden layers (SiLU) on [x, 16 sinusoidal features of lambda], batch {BATCH}, dim {DIM}, f32, {NFE} NFE per sample, median of {REPS} runs; overhead = sampler wall / wall of the same number of bare model calls timed right after it, minus 1 (median).\n",
+        graft_nn::experiment::machine_description()
+    );
+    for hidden in [256, 1024] {
+        run(hidden, &mut md);
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir).expect("target/bench");
+    graft_tensor::atomic::write_atomic(dir.join("diffusion.md"), md.as_bytes()).expect("write");
+    println!("wrote {}", dir.join("diffusion.md").display());
+}
+
+fn run(hidden: i64, md: &mut String) {
     let mu = Tensor::full([DIM], 0.3, (Kind::Float, Device::Cpu));
     let process = MeanReverting::continuous_cosine(0.005, 1.0, Some(mu)).expect("process");
     let model = Mlp::new(
@@ -83,6 +96,7 @@ fn main() {
                 Some(Tensor::full([DIM], 0.3, (Kind::Float, Device::Cpu))),
             )
             .expect("process"),
+        hidden,
     );
     let x = Tensor::randn([BATCH, DIM], (Kind::Float, Device::Cpu));
     let grid = StepGrid::UniformLambda { lambda_min: None };
@@ -133,11 +147,11 @@ fn main() {
         ),
         (Box::new(PredictorCorrector::default()), "seeded"),
     ];
-    let mut md = format!(
-        "# diffusion samplers: overhead beyond the model\n\n{}\n\nMLP 3x256 SiLU, batch {BATCH}, dim {DIM}, f32, {NFE} NFE per sample, median of {REPS} runs; overhead = sampler wall / wall of the same number of bare model calls timed right after it, minus 1 (median).\nBare model: {NFE} calls take {model_ms:.2} ms.\n\n| sampler | noise | NFE | wall (ms) | overhead vs bare model calls |\n|---|---|---|---|---|\n",
-        graft_nn::experiment::machine_description()
+    let _ = write!(
+        md,
+        "\n## hidden width {hidden}: {NFE} bare model calls take {model_ms:.2} ms\n\n| sampler | noise | NFE | wall (ms) | overhead vs bare model calls |\n|---|---|---|---|---|\n"
     );
-    println!("bare model: {NFE} calls in {model_ms:.2} ms");
+    println!("hidden {hidden}: bare model {NFE} calls in {model_ms:.2} ms");
     // Interleaved: each repetition times the bare calls and the sampler back to
     // back, so load from other processes hits both; the median ratio is reported.
     let bare = |n: usize| {
@@ -180,8 +194,4 @@ fn main() {
             100.0 * overhead
         );
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir).expect("target/bench");
-    graft_tensor::atomic::write_atomic(dir.join("diffusion.md"), md.as_bytes()).expect("write");
-    println!("wrote {}", dir.join("diffusion.md").display());
 }
