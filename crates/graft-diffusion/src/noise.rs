@@ -28,9 +28,14 @@ pub fn normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
 /// A tensor of standard normals shaped and typed like `like`, drawn from `rng`.
 pub fn normal_like(rng: &mut ChaCha8Rng, like: &Tensor) -> Result<Tensor> {
     let n = like.numel();
-    let v = normals(rng, n);
-    Ok(Tensor::from_slice(&v)
-        .f_reshape(like.size())?
+    // f32 tensors get f32 draws (no conversion pass); everything else f64.
+    let t = if like.kind() == Kind::Float {
+        let v: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut *rng)).collect();
+        Tensor::from_slice(&v)
+    } else {
+        Tensor::from_slice(&normals(rng, n))
+    };
+    Ok(t.f_reshape(like.size())?
         .f_to_kind(like.kind())?
         .f_to_device(like.device())?)
 }

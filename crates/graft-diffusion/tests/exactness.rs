@@ -406,3 +406,29 @@ fn user_noise_drives_the_sde_step() {
         .unwrap();
     assert!(max_abs(&a, &b) < 1e-12);
 }
+
+proptest! {
+    #![proptest_config(proptest_config(24))]
+
+    /// The fused multistep update is the divided differences followed by the table's update.
+    #[test]
+    fn fused_multistep_update_equals_differences_then_update(seed in 0u64..1000, order in 1usize..4, h in 0.01f64..2.0, r1 in 0.2f64..3.0, r2 in 0.2f64..3.0, sde in proptest::bool::ANY, data in proptest::bool::ANY) {
+        use graft_diffusion::integrator::{Step, differences, multistep_update, update};
+        let mut r = rng(seed);
+        let y = randn(&mut r, 3, 2);
+        let q: Vec<Tensor> = (0..3).map(|_| randn(&mut r, 3, 2)).collect();
+        let qs: Vec<&Tensor> = q.iter().collect();
+        let lams = [0.0, -r1 * h, -r1 * h - r2 * h];
+        let st = Step { alpha_s: 0.4, sigma_s: 0.9, alpha_t: 0.6, sigma_t: 0.7, h };
+        let form = if data { Form::Data } else { Form::Noise };
+        let order = if sde { order.min(2) } else { order };
+        let z = randn(&mut r, 3, 2);
+        let z = if sde { Some(&z) } else { None };
+        for third in [ThirdOrder::TaylorExact, ThirdOrder::Reference] {
+            let (d1, d2) = differences(&qs, &lams, h, order);
+            let want = update(form, &y, qs[0], d1.as_ref(), d2.as_ref(), &st, third, z);
+            let got = multistep_update(form, &y, &qs, &lams, order, &st, third, z);
+            prop_assert!(max_abs(&got, &want) < 1e-11 * (1.0 + max_norm(&want)), "{}", max_abs(&got, &want));
+        }
+    }
+}

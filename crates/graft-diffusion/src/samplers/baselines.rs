@@ -36,16 +36,16 @@ fn euler(
     for w in grid.windows(2) {
         let (s, t) = (w[0], w[1]);
         let delta = s - t;
-        let score = ev.score(&y, s)?;
-        let f = process.drift_rate(s);
-        let g2 = process.g2(s);
+        // With s = −ε/σ: x ← x(1 + fΔ) − (g²Δ/σ)ε [+ √(g²Δ) z]; ODE: half the ε term.
+        let eps = ev.noise(&y, s)?;
+        let (f, g2, sigma) = (process.drift_rate(s), process.g2(s), process.sigma(s));
         match noise.as_deref_mut() {
             Some(src) => {
                 let z = src.standard_normal(&y, s, t)?;
-                y = &y + (&y * (-f) - &score * g2) * (-delta) + z * (g2 * delta).sqrt();
+                y = &y * (1.0 + f * delta) + eps * (-g2 * delta / sigma) + z * (g2 * delta).sqrt();
             }
             None => {
-                y = &y + (&y * (-f) - &score * (0.5 * g2)) * (-delta);
+                y = &y * (1.0 + f * delta) + eps * (-0.5 * g2 * delta / sigma);
             }
         }
     }

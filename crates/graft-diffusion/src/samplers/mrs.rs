@@ -4,7 +4,7 @@
 
 use super::{Sampler, Stats};
 use crate::grid::check_decreasing;
-use crate::integrator::{Form, Step, ThirdOrder, differences, update};
+use crate::integrator::{Form, Step, ThirdOrder, multistep_update};
 use crate::model::{Evaluator, Model, Thresholding};
 use crate::noise::NoiseSource;
 use crate::process::{Process, centered, uncentered};
@@ -153,17 +153,16 @@ impl Mrs {
             let st = Step::new(process, s, t);
             let qs: Vec<&Tensor> = buf.iter().map(|(q, _)| q).collect();
             let ls: Vec<f64> = buf.iter().map(|(_, l)| *l).collect();
-            let (d1, d2) = differences(&qs, &ls, st.h, order);
             let z = match self.variant {
                 Variant::Sde => Some(noise.standard_normal(&y, s, t)?),
                 Variant::Ode => None,
             };
-            y = update(
+            y = multistep_update(
                 self.form,
                 &y,
-                qs[0],
-                d1.as_ref(),
-                d2.as_ref(),
+                &qs,
+                &ls,
+                order,
                 &st,
                 self.third_order,
                 z.as_ref(),
