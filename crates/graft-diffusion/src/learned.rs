@@ -141,7 +141,14 @@ impl MlpDenoiser {
         let x0 = x0.to_kind(Kind::Double);
         let mut losses = Vec::new();
         let mu_fixed = self.process.mu().map(|m| m.to_kind(Kind::Double));
+        let bar = indicatif::ProgressBar::new(spec.steps as u64).with_style(
+            indicatif::ProgressStyle::with_template(
+                "training denoiser {bar:30} {pos}/{len} steps, loss {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
         for step in 0..spec.steps {
+            bar.inc(1);
             let idx: Vec<i64> = (0..spec.batch)
                 .map(|_| rand::Rng::random_range(&mut rng, 0..n))
                 .collect();
@@ -181,9 +188,17 @@ impl MlpDenoiser {
                 .mean(Kind::Float);
             opt.backward_step(&loss);
             if step % 100 == 0 || step + 1 == spec.steps {
-                losses.push(loss.double_value(&[]));
+                let l = loss.double_value(&[]);
+                bar.set_message(format!("{l:.4}"));
+                losses.push(l);
             }
         }
+        bar.finish_and_clear();
+        tracing::debug!(
+            steps = spec.steps,
+            final_loss = losses.last().copied().unwrap_or(f64::NAN),
+            "denoiser trained"
+        );
         Ok(losses)
     }
 }
