@@ -18,7 +18,9 @@ fn step(vs: &VarStore, stack: &Stack, x: &Tensor, strategy: Strategy) -> f64 {
         v.zero_grad();
     }
     let start = Instant::now();
-    let tape = stack.forward(x, RunOptions::train(strategy)).expect("forward");
+    let tape = stack
+        .forward(x, RunOptions::train(strategy))
+        .expect("forward");
     let loss = tape.output.square().mean(Kind::Float);
     loss.backward();
     let back = stack.backward(tape).expect("backward");
