@@ -99,3 +99,42 @@ fn merge_writes_the_model_only_on_success() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("`slices`"));
     assert!(!bad_out.exists());
 }
+
+/// The `rev` reproduction re-executes `graft` for each memory probe, so it
+/// is tested through the binary: the quick run finishes and reports its
+/// claims, and the memory claims that hold at quick size hold.
+#[test]
+fn reproduce_rev_quick_runs_its_probes_in_child_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = graft(&[
+        "reproduce",
+        "rev",
+        "--quick",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("rev/result.json")).unwrap())
+            .unwrap();
+    let claims = result["claims"].as_array().unwrap();
+    let holds = |id: &str| {
+        claims
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no claim {id}"))["pass"]
+            == true
+    };
+    for id in [
+        "rev-slope",
+        "ledger-agrees",
+        "heun-memory-flat",
+        "unet-volume",
+    ] {
+        assert!(holds(id), "{id}: {claims:?}");
+    }
+}
