@@ -1,5 +1,7 @@
 //! `graft sample`: run a graft-diffusion sampler on a built-in Gaussian-mixture
-//! problem (exact model) and write the samples as safetensors plus an SVG scatter.
+//! problem (exact model, with quality metrics) or on a saved denoiser
+//! (`--model DIR`, see `graft_diffusion::saved`), and write the samples as
+//! safetensors plus an SVG scatter.
 
 use anyhow::{Context, Result, bail};
 use graft_diffusion::experiments::problems::{Problem, r1, r2, r3};
@@ -12,6 +14,7 @@ use graft_diffusion::param::Parameterization;
 use graft_diffusion::samplers::{
     DpmSolverSingle, EdmHeun, EulerMaruyama, EulerOde, Mrs, Posterior, PredictorCorrector, Sampler,
 };
+use graft_tensor::tch::{Device, Kind, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -19,8 +22,11 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct Args {
     /// Built-in problem: r1 (2-D ring, MR continuous cosine), r2 (64-D, 10 modes), r3 (reference table T = 100).
-    #[arg(long, default_value = "r1")]
+    #[arg(long, default_value = "r1", conflicts_with = "model")]
     problem: String,
+    /// A saved denoiser (a directory with config.json and model.safetensors) to sample instead of a built-in problem.
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Sampler: mrs-ode, mrs-sde, euler-maruyama, euler-ode, posterior, dpm-single, edm-heun, pc.
     #[arg(long, default_value = "mrs-ode")]
     sampler: String,
@@ -94,8 +100,113 @@ fn sampler(a: &Args) -> Result<Box<dyn Sampler>> {
     })
 }
 
+fn noise_source(args: &Args, t_end: f64, t_start: f64) -> Result<Box<dyn NoiseSource>> {
+    Ok(match args.noise.as_str() {
+        "seeded" => Box::new(SeededNoise::new(args.seed.wrapping_add(1))),
+        "brownian" => Box::new(BrownianTree::new(args.seed, t_end, t_start, 24)?),
+        other => bail!("unknown --noise `{other}` (seeded, brownian)"),
+    })
+}
+
+/// Writes `samples.safetensors` and `samples.svg` into `--out`.
+fn write_samples(
+    args: &Args,
+    x: &Tensor,
+    meta: Vec<(&str, String)>,
+    title: &str,
+    reference: Option<&Tensor>,
+) -> Result<()> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let meta: HashMap<String, String> = meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    graft_tensor::safetensors::save(
+        args.out.join("samples.safetensors"),
+        [("samples", &x.to_kind(Kind::Float))],
+        &meta,
+    )?;
+    graft_diffusion::scatter::scatter_svg(&args.out.join("samples.svg"), title, x, reference)?;
+    Ok(())
+}
+
+/// The start states of a saved denoiser's sampling: `(1 − α_T) μ + σ_T z`,
+/// the marginal at `t_start` without the data term (α_T ≈ 0 for MR and VP;
+/// VE and EDM start at σ_max z, as Karras et al. do).
+fn prior_states(
+    net: &graft_diffusion::learned::MlpDenoiser,
+    t_start: f64,
+    n: usize,
+    seed: u64,
+) -> Result<Tensor> {
+    let process = net.process();
+    let dim = net.shape().dim;
+    let mut rng = graft_diffusion::noise::seeded_rng(seed);
+    let like = Tensor::zeros([n as i64, dim], (Kind::Double, Device::Cpu));
+    let z = graft_diffusion::noise::normal_like(&mut rng, &like)?;
+    let (a, s) = (process.alpha(t_start), process.sigma(t_start));
+    Ok(match process.mu() {
+        Some(mu) => mu.to_kind(Kind::Double) * (1.0 - a) + z * s,
+        None => z * s,
+    })
+}
+
+fn run_model(args: &Args, dir: &std::path::Path) -> Result<()> {
+    let (net, config) = graft_diffusion::saved::load(dir)
+        .with_context(|| format!("loading the denoiser in {}", dir.display()))?;
+    if config.shape.cond_dim > 0 {
+        bail!(
+            "{} is a conditional denoiser (condition dimension {}); `graft sample` samples unconditional ones only",
+            dir.display(),
+            config.shape.cond_dim
+        );
+    }
+    if args.samples < 1 {
+        bail!("--samples must be at least 1");
+    }
+    let s = sampler(args)?;
+    let mut grid: StepGrid = args.grid.parse()?;
+    if let StepGrid::UniformLambda { lambda_min } = &mut grid {
+        *lambda_min = config.lambda_min;
+    }
+    let steps = s.steps_for_nfe(args.nfe);
+    if steps == 0 {
+        bail!("--nfe {} is too small for {}", args.nfe, s.name());
+    }
+    let process = net.process().clone();
+    let times = grid.times(&*process, steps, config.t_start, config.t_end)?;
+    let x_start = prior_states(&net, times[0], args.samples, args.seed)?;
+    let mut noise = noise_source(args, config.t_end, config.t_start)?;
+    let (x, stats) = s.sample(&*process, &net, &x_start, &times, noise.as_mut())?;
+    let meta = vec![
+        ("model", dir.display().to_string()),
+        ("sampler", s.name()),
+        ("nfe", stats.nfe.to_string()),
+        ("grid", args.grid.clone()),
+        ("seed", args.seed.to_string()),
+    ];
+    let title = format!("{} on {}: {} NFE", s.name(), dir.display(), stats.nfe);
+    write_samples(args, &x, meta, &title, None)?;
+    let mean = x.mean_dim(0, false, Kind::Double);
+    let std = x.std_dim(0, true, false);
+    println!(
+        "{}: {} samples of dimension {}, {} NFE; per-dimension mean {:.4} .. {:.4}, std {:.4} .. {:.4}; wrote {}",
+        s.name(),
+        args.samples,
+        config.shape.dim,
+        stats.nfe,
+        mean.min().double_value(&[]),
+        mean.max().double_value(&[]),
+        std.min().double_value(&[]),
+        std.max().double_value(&[]),
+        args.out.display()
+    );
+    Ok(())
+}
+
 /// Runs `graft sample`.
 pub fn run(args: Args) -> Result<()> {
+    if let Some(dir) = args.model.clone() {
+        return run_model(&args, &dir);
+    }
     let problem: Problem = match args.problem.as_str() {
         "r1" => r1()?,
         "r2" => r2(args.seed)?,
@@ -122,16 +233,7 @@ pub fn run(args: Args) -> Result<()> {
             .gmm
             .sample_marginal(&*problem.process, times[0], args.samples, &mut rng)?;
     let model = GmmModel::new(problem.gmm.clone(), problem.process.clone(), param);
-    let mut noise: Box<dyn NoiseSource> = match args.noise.as_str() {
-        "seeded" => Box::new(SeededNoise::new(args.seed.wrapping_add(1))),
-        "brownian" => Box::new(BrownianTree::new(
-            args.seed,
-            problem.t_end,
-            problem.t_start,
-            24,
-        )?),
-        other => bail!("unknown --noise `{other}` (seeded, brownian)"),
-    };
+    let mut noise = noise_source(&args, problem.t_end, problem.t_start)?;
     let (x, stats) = s.sample(&*problem.process, &model, &x_start, &times, noise.as_mut())?;
     let reference =
         problem
@@ -140,30 +242,15 @@ pub fn run(args: Args) -> Result<()> {
     let bw = median_distance(&reference)?;
     let mmd = mmd2_unbiased(&x, &reference, bw, &[0.5, 1.0, 2.0])?;
     let modes = mode_stats(&x, &problem.gmm)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let meta: HashMap<String, String> = [
+    let meta = vec![
         ("problem", args.problem.clone()),
         ("sampler", s.name()),
         ("nfe", stats.nfe.to_string()),
         ("grid", args.grid.clone()),
         ("seed", args.seed.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    graft_tensor::safetensors::save(
-        args.out.join("samples.safetensors"),
-        [("samples", &x.to_kind(graft_tensor::tch::Kind::Float))],
-        &meta,
-    )?;
+    ];
     let title = format!("{} on {}: {} NFE", s.name(), args.problem, stats.nfe);
-    graft_diffusion::scatter::scatter_svg(
-        &args.out.join("samples.svg"),
-        &title,
-        &x,
-        Some(&reference),
-    )?;
+    write_samples(&args, &x, meta, &title, Some(&reference))?;
     println!(
         "{}: {} samples, {} NFE; MMD² {mmd:.3e}, mode TV {:.4}, coverage {}/{}, std ratio {:.4}, outliers {:.4}; wrote {}",
         s.name(),

@@ -92,3 +92,99 @@ fn sample_refuses_an_sde_of_order_three_and_unknown_names() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("zigzag"));
 }
+
+/// A trained network saved with `graft_diffusion::saved::save`.
+fn saved_denoiser(dir: &std::path::Path, cond_dim: i64) {
+    use graft_diffusion::learned::{MlpDenoiser, MlpShape, TrainSpec};
+    use graft_diffusion::param::Parameterization;
+    use graft_diffusion::saved::{SavedConfig, save};
+    let p = graft_diffusion::experiments::problems::r1().unwrap();
+    let shape = MlpShape {
+        dim: 2,
+        cond_dim,
+        hidden: 16,
+        layers: 2,
+    };
+    let mut net = MlpDenoiser::new(p.process.clone(), shape, Parameterization::Noise, 1);
+    if cond_dim == 0 {
+        let data = p
+            .gmm
+            .sample_data(256, &mut graft_diffusion::noise::seeded_rng(1))
+            .unwrap();
+        let spec = TrainSpec {
+            steps: 10,
+            batch: 64,
+            lr: 1e-3,
+            t_lo: p.t_end,
+            t_hi: p.t_start,
+        };
+        net.train(&data, None, false, spec, 2).unwrap();
+    }
+    let config = SavedConfig::new(
+        shape,
+        Parameterization::Noise,
+        p.process_spec,
+        p.t_start,
+        p.t_end,
+    );
+    save(&net, &config, dir).unwrap();
+}
+
+#[test]
+fn sample_runs_a_saved_denoiser() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    saved_denoiser(&model, 0);
+    let out_dir = dir.path().join("out");
+    let out = graft(&[
+        "sample",
+        "--model",
+        model.to_str().unwrap(),
+        "--sampler",
+        "mrs-sde",
+        "--order",
+        "2",
+        "--nfe",
+        "8",
+        "-n",
+        "40",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("40 samples of dimension 2, 8 NFE"),
+        "{stdout}"
+    );
+    let ckpt =
+        graft_tensor::safetensors::Checkpoint::open(out_dir.join("samples.safetensors")).unwrap();
+    let samples = ckpt.tensor("samples").unwrap();
+    assert_eq!(samples.size(), [40, 2]);
+    assert!(samples.isfinite().all().int64_value(&[]) == 1);
+    assert!(out_dir.join("samples.svg").is_file());
+
+    // A conditional network needs its condition; a missing directory names its file.
+    let cond = dir.path().join("cond");
+    saved_denoiser(&cond, 3);
+    let out = graft(&["sample", "--model", cond.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("conditional"),
+        "{err}"
+    );
+    let out = graft(&[
+        "sample",
+        "--model",
+        dir.path().join("none").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("config.json"),
+        "{err}"
+    );
+}

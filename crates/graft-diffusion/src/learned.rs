@@ -11,7 +11,7 @@ use graft_tensor::tch::{Device, Kind, Tensor};
 use std::rc::Rc;
 
 /// The MLP's shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MlpShape {
     /// Data dimension d (input and output).
     pub dim: i64,
@@ -46,6 +46,16 @@ pub struct MlpDenoiser {
     param: Parameterization,
     process: Rc<dyn Process>,
     cond: Option<Tensor>,
+}
+
+impl std::fmt::Debug for MlpDenoiser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MlpDenoiser")
+            .field("shape", &self.shape)
+            .field("param", &self.param)
+            .field("conditioned", &self.cond.is_some())
+            .finish()
+    }
 }
 
 const FREQS: usize = 8;
@@ -102,6 +112,26 @@ impl MlpDenoiser {
             process,
             cond: None,
         }
+    }
+
+    /// The network's shape.
+    pub fn shape(&self) -> MlpShape {
+        self.shape
+    }
+
+    /// The process it was built for.
+    pub fn process(&self) -> &Rc<dyn Process> {
+        &self.process
+    }
+
+    /// Its weights.
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// Its weights, to load into.
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
     }
 
     /// Sets the condition (e.g. the degraded images μ, `[n, cond_dim]`) used by `eval`.

@@ -8,7 +8,8 @@
 //!   EDM Heun, predictor–corrector, DLG.
 //! - [`grid`], [`noise`]: step grids and noise sources.
 //! - [`gmm`]: the exact Gaussian-mixture oracle; [`metrics`]: sample-quality metrics.
-//! - [`learned`]: a small MLP denoiser trained with `tch` (spec §7.6); [`scatter`]: SVG scatter plots.
+//! - [`learned`]: a small MLP denoiser trained with `tch` (spec §7.6); [`saved`]: its files
+//!   (`config.json` + `model.safetensors`) for `graft sample --model`; [`scatter`]: SVG scatter plots.
 //! - [`experiments`]: the `diffusion` reproduction and its built-in problems.
 //!
 //! User guide and measured results: `docs/diffusion.md`.
@@ -29,6 +30,7 @@ pub mod noise;
 pub mod param;
 pub mod process;
 pub mod samplers;
+pub mod saved;
 pub mod scatter;
 
 pub use error::{Error, Result};

@@ -12,7 +12,8 @@ use crate::{Error, Result};
 use graft_tensor::tch::Tensor;
 
 /// What a model predicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Parameterization {
     /// The noise ε.
     Noise,

@@ -113,7 +113,8 @@ impl ThetaSchedule {
 }
 
 /// Which θ table the reference code builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TableKind {
     /// `θ_j = 1 − c((j+1)/(T+2))/c(0)`, c(u) = cos²(π/2·(u+s)/(1+s)), s = 0.008.
     Cosine,

@@ -53,6 +53,18 @@ pub(super) fn l1(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
         spec,
         derive_seed(ctx.seed, "diffusion/l1/train"),
     )?;
+    // Kept for `graft sample --model <out>/l1_denoiser`.
+    crate::saved::save(
+        &net,
+        &crate::saved::SavedConfig::new(
+            shape,
+            Parameterization::Noise,
+            p.process_spec.clone(),
+            p.t_start,
+            p.t_end,
+        ),
+        &ctx.path("l1_denoiser"),
+    )?;
     let n = ctx.pick(1000, 2000);
     let reference = p.gmm.sample_marginal(&*p.process, p.t_end, n, &mut rng)?;
     let bw = median_distance(&reference)?;

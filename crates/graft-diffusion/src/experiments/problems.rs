@@ -2,7 +2,8 @@
 
 use crate::Result;
 use crate::gmm::Gmm;
-use crate::process::{MeanReverting, Process};
+use crate::process::{Process, TableKind};
+use crate::saved::ProcessSpec;
 use graft_tensor::tch::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -14,6 +15,8 @@ pub struct Problem {
     pub name: &'static str,
     /// The process (its μ is the mean it reverts to).
     pub process: Rc<dyn Process>,
+    /// The process as a saved denoiser's configuration names it.
+    pub process_spec: ProcessSpec,
     /// The data mixture.
     pub gmm: Gmm,
     /// Where sampling starts.
@@ -40,9 +43,14 @@ pub fn r1() -> Result<Problem> {
         vec![0.1; k],
     )?;
     let mu = Tensor::from_slice(&[0.5, -0.5]);
+    let spec = ProcessSpec::MeanRevertingCosine {
+        eps: 0.005,
+        sigma_inf: 1.0,
+    };
     Ok(Problem {
         name: "r1",
-        process: Rc::new(MeanReverting::continuous_cosine(0.005, 1.0, Some(mu))?),
+        process: spec.build(Some(mu))?,
+        process_spec: spec,
         gmm,
         t_start: 1.0,
         t_end: 1e-3,
@@ -66,9 +74,14 @@ pub fn r2(seed: u64) -> Result<Problem> {
         vec![0.05; k],
     )?;
     let mu = Tensor::full([d as i64], 0.3, crate::noise::F64);
+    let spec = ProcessSpec::MeanRevertingCosine {
+        eps: 0.005,
+        sigma_inf: 1.0,
+    };
     Ok(Problem {
         name: "r2",
-        process: Rc::new(MeanReverting::continuous_cosine(0.005, 1.0, Some(mu))?),
+        process: spec.build(Some(mu))?,
+        process_spec: spec,
         gmm,
         t_start: 1.0,
         t_end: 1e-3,
@@ -87,14 +100,16 @@ pub fn r3(seed: u64) -> Result<Problem> {
         vec![0.05; k],
     )?;
     let mu = Tensor::full([d as i64], 0.5, crate::noise::F64);
+    let spec = ProcessSpec::MeanRevertingTable {
+        table: TableKind::Cosine,
+        steps: 100,
+        eps: 0.005,
+        sigma_inf: 50.0 / 255.0,
+    };
     Ok(Problem {
         name: "r3",
-        process: Rc::new(MeanReverting::cosine_table(
-            100,
-            0.005,
-            50.0 / 255.0,
-            Some(mu),
-        )?),
+        process: spec.build(Some(mu))?,
+        process_spec: spec,
         gmm,
         t_start: 100.0,
         t_end: 0.0,

@@ -659,13 +659,16 @@ pub(super) fn r3(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
 /// DMCMC on R2 as a VE problem (σ_max = 80, σ_min = 0.002, ρ = 7): DLG + Heun
 /// against plain EDM Heun from σ_max at (about) equal NFE per sample.
 pub(super) fn dlg(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
-    use crate::process::Ve;
     use crate::samplers::{Churn, Dlg, EdmHeun, ExactLevels, LevelChoice};
     let r2p = make_r2(derive_seed(ctx.seed, "diffusion/r2/means"))?;
-    let ve = Ve::new(0.002, 80.0)?;
+    let spec = crate::saved::ProcessSpec::Ve {
+        sigma_min: 0.002,
+        sigma_max: 80.0,
+    };
     let p = Problem {
         name: "r2-ve",
-        process: Rc::new(ve),
+        process: spec.build(None)?,
+        process_spec: spec,
         gmm: r2p.gmm,
         t_start: 1.0,
         t_end: 0.0,

@@ -1,0 +1,199 @@
+//! Saved denoisers: a directory with `config.json` (what the network is,
+//! which process it was trained for, its sampling range) and
+//! `model.safetensors` (its weights, and the process's μ if it has one), so
+//! `graft sample --model DIR` can sample a trained network.
+//!
+//! ```text
+//! {"format": "graft-mlp-denoiser", "version": 1,
+//!  "shape": {"dim": 2, "cond_dim": 0, "hidden": 128, "layers": 3},
+//!  "parameterization": "noise",
+//!  "process": {"kind": "mean_reverting_cosine", "eps": 0.005, "sigma_inf": 1.0},
+//!  "t_start": 1.0, "t_end": 0.001, "lambda_min": null}
+//! ```
+
+use crate::learned::{MlpDenoiser, MlpShape};
+use crate::param::Parameterization;
+use crate::process::{Edm, MeanReverting, Process, TableKind, ThetaSchedule, ThetaTable, Ve};
+use crate::{Error, Result};
+use graft_tensor::atomic::StagingDir;
+use graft_tensor::safetensors::Checkpoint;
+use graft_tensor::tch::{Kind, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+
+/// The `format` of a saved denoiser's `config.json`.
+pub const FORMAT: &str = "graft-mlp-denoiser";
+/// The version this crate writes and reads.
+pub const VERSION: u32 = 1;
+/// The weights' file in a saved denoiser's directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The configuration's file in a saved denoiser's directory.
+pub const CONFIG_FILE: &str = "config.json";
+/// The tensor holding the process's μ in the weights' file.
+pub const MU_TENSOR: &str = "process.mu";
+
+/// A process as a saved configuration names it (its μ is stored as a tensor).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProcessSpec {
+    /// [`MeanReverting`] on the reference discrete θ table.
+    MeanRevertingTable {
+        /// Which table.
+        table: TableKind,
+        /// T.
+        steps: usize,
+        /// α_T.
+        eps: f64,
+        /// σ∞.
+        sigma_inf: f64,
+    },
+    /// [`MeanReverting::continuous_cosine`].
+    MeanRevertingCosine {
+        /// α_1.
+        eps: f64,
+        /// σ∞.
+        sigma_inf: f64,
+    },
+    /// [`MeanReverting::vp`].
+    Vp,
+    /// [`Ve`].
+    Ve {
+        /// σ at t = 0.
+        sigma_min: f64,
+        /// σ at t = 1.
+        sigma_max: f64,
+    },
+    /// [`Edm`].
+    Edm {
+        /// The largest σ (= t).
+        sigma_max: f64,
+    },
+}
+
+impl ProcessSpec {
+    /// Builds the process, mean-reverting ones towards `mu`.
+    pub fn build(&self, mu: Option<Tensor>) -> Result<Rc<dyn Process>> {
+        Ok(match *self {
+            Self::MeanRevertingTable {
+                table,
+                steps,
+                eps,
+                sigma_inf,
+            } => Rc::new(MeanReverting::new(
+                ThetaSchedule::Table(ThetaTable::new(table, steps, eps)?),
+                sigma_inf,
+                mu,
+            )?),
+            Self::MeanRevertingCosine { eps, sigma_inf } => {
+                Rc::new(MeanReverting::continuous_cosine(eps, sigma_inf, mu)?)
+            }
+            Self::Vp => Rc::new(MeanReverting::vp()),
+            Self::Ve {
+                sigma_min,
+                sigma_max,
+            } => Rc::new(Ve::new(sigma_min, sigma_max)?),
+            Self::Edm { sigma_max } => Rc::new(Edm { sigma_max }),
+        })
+    }
+}
+
+/// A saved denoiser's `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedConfig {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// [`VERSION`] when written by this crate.
+    pub version: u32,
+    /// The network.
+    pub shape: MlpShape,
+    /// What it predicts.
+    pub parameterization: Parameterization,
+    /// The process it was trained for.
+    pub process: ProcessSpec,
+    /// Where sampling starts (the largest training time).
+    pub t_start: f64,
+    /// Where sampling stops.
+    pub t_end: f64,
+    /// λ_min for uniform-λ grids, if the process wants one.
+    pub lambda_min: Option<f64>,
+}
+
+impl SavedConfig {
+    /// A configuration for `shape`, `parameterization` and `process`, sampled over `[t_end, t_start]`.
+    pub fn new(
+        shape: MlpShape,
+        parameterization: Parameterization,
+        process: ProcessSpec,
+        t_start: f64,
+        t_end: f64,
+    ) -> Self {
+        Self {
+            format: FORMAT.into(),
+            version: VERSION,
+            shape,
+            parameterization,
+            process,
+            t_start,
+            t_end,
+            lambda_min: None,
+        }
+    }
+}
+
+/// Writes `net` and `config` into the directory `dir`, atomically (built
+/// beside it, renamed into place only when complete).
+pub fn save(net: &MlpDenoiser, config: &SavedConfig, dir: &Path) -> Result<()> {
+    if config.shape != net.shape() {
+        return Err(Error::Config(format!(
+            "the configuration's shape {:?} is not the network's {:?}",
+            config.shape,
+            net.shape()
+        )));
+    }
+    let staging = StagingDir::create(dir)?;
+    let mut tensors = graft_nn::models::varstore_tensors(net.var_store());
+    if let Some(mu) = net.process().mu() {
+        tensors.push((MU_TENSOR.into(), mu.to_kind(Kind::Double)));
+    }
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    graft_tensor::safetensors::save(
+        staging.path().join(WEIGHTS_FILE),
+        tensors.iter().map(|(n, t)| (n.as_str(), t)),
+        &meta,
+    )?;
+    let json = serde_json::to_string_pretty(config)
+        .map_err(|e| Error::Config(format!("cannot serialise the configuration: {e}")))?;
+    graft_tensor::atomic::write_atomic(staging.path().join(CONFIG_FILE), json.as_bytes())?;
+    staging.commit()?;
+    Ok(())
+}
+
+/// Reads a denoiser saved by [`save`]: the network, ready to sample, and its configuration.
+pub fn load(dir: &Path) -> Result<(MlpDenoiser, SavedConfig)> {
+    let config_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| Error::Config(format!("{}: {e}", config_path.display())))?;
+    let config: SavedConfig = serde_json::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: {e}", config_path.display())))?;
+    if config.format != FORMAT || config.version != VERSION {
+        return Err(Error::Config(format!(
+            "{}: format `{}` version {} is not a saved graft denoiser (expected `{FORMAT}` version {VERSION})",
+            config_path.display(),
+            config.format,
+            config.version
+        )));
+    }
+    let weights = dir.join(WEIGHTS_FILE);
+    let ckpt = Checkpoint::open(&weights)?;
+    let mu = if ckpt.contains(MU_TENSOR) {
+        Some(ckpt.tensor(MU_TENSOR)?)
+    } else {
+        None
+    };
+    let process = config.process.build(mu)?;
+    let mut net = MlpDenoiser::new(process, config.shape, config.parameterization, 0);
+    graft_nn::models::load_varstore(net.var_store_mut(), &weights)?;
+    Ok((net, config))
+}
