@@ -77,6 +77,18 @@ impl Gmm {
     pub fn dim(&self) -> i64 {
         self.means.size()[1]
     }
+    /// Checks that `x` is `[n, d]` for this mixture's `d`.
+    fn check_points(&self, x: &Tensor) -> Result<()> {
+        let (d, xs) = (self.dim(), x.size());
+        if xs.len() != 2 || xs[1] != d {
+            return Err(Error::ShapeMismatch {
+                what: "x vs GMM dimension [n, d]",
+                expected: vec![-1, d],
+                actual: xs,
+            });
+        }
+        Ok(())
+    }
     /// The number of components K.
     pub fn components(&self) -> usize {
         self.weights.len()
@@ -140,14 +152,7 @@ impl Gmm {
     ) -> Result<(Tensor, Tensor, Vec<f64>, Tensor)> {
         let c = Coeffs::at(process, t);
         let d = self.dim();
-        let xs = x.size();
-        if xs.len() != 2 || xs[1] != d {
-            return Err(Error::ShapeMismatch {
-                what: "x vs GMM dimension [n, d]",
-                expected: vec![-1, d],
-                actual: xs,
-            });
-        }
+        self.check_points(x)?;
         let x = x.to_kind(Kind::Double);
         let mut a = (&self.means * c.alpha).unsqueeze(0); // [1,K,d]
         if let Some(mu) = process.mu() {
@@ -221,14 +226,7 @@ impl Gmm {
         log_prior: Option<&[f64]>,
     ) -> Result<Tensor> {
         let d = self.dim();
-        let xs = x.size();
-        if xs.len() != 2 || xs[1] != d {
-            return Err(Error::ShapeMismatch {
-                what: "x vs GMM dimension [n, d]",
-                expected: vec![-1, d],
-                actual: xs,
-            });
-        }
+        self.check_points(x)?;
         if let Some(p) = log_prior {
             if p.len() != ts.len() {
                 return Err(Error::ShapeMismatch {

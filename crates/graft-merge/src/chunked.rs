@@ -193,25 +193,47 @@ pub fn merge_chunked(
     // The merge pass: sparsify the deltas in place, combine into `out`.
     let mut st = fresh(&state);
     let mut out = Vec::with_capacity(chunk.min(n));
+    let (mut tally, mut div) = (Spare::take(0), Spare::take(0));
     reader.each_chunk(&order, |start, base_chunk, deltas| {
         apply(&mut st, deltas, start);
         match method {
             Method::Linear => {
                 // Linear merges the models' values; with no base the "deltas" are those values.
                 let normalize = params.normalize.unwrap_or(true);
-                combine::mergekit(deltas, &weights, None, normalize, &mut out);
+                combine::mergekit(
+                    deltas,
+                    &weights,
+                    None,
+                    normalize,
+                    &mut out,
+                    [&mut tally.0, &mut div.0],
+                );
                 return check_and_sink(segment, start, &out, sink);
             }
             Method::TaskArithmetic | Method::DareLinear => {
                 let normalize = params.normalize.unwrap_or(false);
-                combine::mergekit(deltas, &weights, None, normalize, &mut out);
+                combine::mergekit(
+                    deltas,
+                    &weights,
+                    None,
+                    normalize,
+                    &mut out,
+                    [&mut tally.0, &mut div.0],
+                );
             }
             Method::Ties | Method::DareTies => {
                 if paper {
                     combine::ties_reference_with(deltas, majority, &mut out);
                 } else {
                     let normalize = params.normalize.unwrap_or(*method == Method::Ties);
-                    combine::mergekit(deltas, &weights, Some(params.vote), normalize, &mut out);
+                    combine::mergekit(
+                        deltas,
+                        &weights,
+                        Some(params.vote),
+                        normalize,
+                        &mut out,
+                        [&mut tally.0, &mut div.0],
+                    );
                 }
             }
             Method::Pcb(_) => unreachable!("PCB is merged by pcb_streamed above"),
@@ -697,15 +719,16 @@ fn pcb_streamed(
         .map(|r| Clamp::new(f32::from_bits(r[0].key), f32::from_bits(r[1].key)))
         .collect();
     // β of every model over a chunk.
-    let (mut xs, mut us, mut bs) = (vec![0.0f32; m], vec![0.0f32; m], vec![0.0f32; m]);
-    let mut betas = |deltas: &[Vec<f32>], p: usize, out: &mut [f32]| {
+    // β (into `beta`) and the clamped deltas δc (into `clamped`) of every model at element `p`.
+    let (mut xs, mut us) = (vec![0.0f32; m], vec![0.0f32; m]);
+    let mut element = |deltas: &[Vec<f32>], p: usize, beta: &mut [f32], clamped: &mut [f32]| {
         for i in 0..m {
             xs[i] = deltas[i][p];
-            us[i] = clamps[i].apply(xs[i]).1;
+            (clamped[i], us[i]) = clamps[i].apply(xs[i]);
         }
-        element_betas(pcb.inter, &xs, &us, &mut bs);
-        out.copy_from_slice(&bs);
+        element_betas(pcb.inter, &xs, &us, beta);
     };
+    let mut cs = vec![0.0f32; m];
     let mut col = vec![0.0f32; m];
     let top = select_ascending(
         reader,
@@ -713,7 +736,7 @@ fn pcb_streamed(
         &vec![vec![drop_rank(pcb, d), d - 1]; m],
         |deltas, keys| {
             for p in 0..deltas[0].len() {
-                betas(deltas, p, &mut col);
+                element(deltas, p, &mut col, &mut cs);
                 for (k, b) in keys.iter_mut().zip(&col) {
                     k[p] = float_key(*b);
                 }
@@ -728,11 +751,11 @@ fn pcb_streamed(
     reader.each_chunk(order, |start, base_chunk, deltas| {
         out.clear();
         for (p, b) in base_chunk.iter().enumerate() {
-            betas(deltas, p, &mut col);
+            element(deltas, p, &mut col, &mut cs);
             let (mut num, mut den) = (0.0f32, 0.0f32);
             for i in 0..m {
                 let s = score(col[i], t[i], max[i]);
-                num += weights[i] * s * clamps[i].apply(deltas[i][p]).0;
+                num += weights[i] * s * cs[i];
                 den += s;
             }
             let mix = num / den.max(1e-12);

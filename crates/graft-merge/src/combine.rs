@@ -7,13 +7,15 @@ use crate::VoteRule;
 /// (zeros excluded), `mix = Σ M_i D_i`, `div = Σ M_i w_i` (0 → 1); without,
 /// `mix = Σ D_i`, `div = Σ w_i` (`|div| < 1e-8` → 1). `normalize` divides by
 /// `div`. Sums run over the models in the order given.
-/// The result replaces the contents of `out`.
+/// The result replaces the contents of `out`; `scratch` holds the vote's
+/// tallies and divisors (kept by the caller so chunks reuse them).
 pub(crate) fn mergekit(
     deltas: &[Vec<f32>],
     weights: &[f32],
     vote: Option<VoteRule>,
     normalize: bool,
     out: &mut Vec<f32>,
+    scratch: [&mut Vec<f32>; 2],
 ) {
     let n = deltas.first().map_or(0, Vec::len);
     out.clear();
@@ -39,7 +41,9 @@ pub(crate) fn mergekit(
     // (from −0.0); `mix` and `div` start at +0.0 and add the agreeing
     // entries, where adding +0.0 instead of skipping leaves the same bits
     // (neither sum can become −0.0).
-    let mut tally = vec![-0.0f32; n];
+    let [tally, div] = scratch;
+    tally.clear();
+    tally.resize(n, -0.0);
     for (delta, &w) in deltas.iter().zip(weights) {
         match rule {
             VoteRule::Sum => {
@@ -55,9 +59,15 @@ pub(crate) fn mergekit(
         }
     }
     out.resize(n, 0.0);
-    let mut div = vec![0.0f32; n];
+    div.clear();
+    div.resize(n, 0.0);
     for (delta, &w) in deltas.iter().zip(weights) {
-        for (((o, v), t), x) in out.iter_mut().zip(div.iter_mut()).zip(&tally).zip(delta) {
+        for (((o, v), t), x) in out
+            .iter_mut()
+            .zip(div.iter_mut())
+            .zip(tally.iter())
+            .zip(delta)
+        {
             let d = w * x;
             let s = if *t >= 0.0 { 1.0 } else { -1.0 };
             let agrees = sign(d) == s;
@@ -66,7 +76,7 @@ pub(crate) fn mergekit(
         }
     }
     if normalize {
-        for (o, v) in out.iter_mut().zip(&div) {
+        for (o, v) in out.iter_mut().zip(div.iter()) {
             *o /= if *v == 0.0 { 1.0 } else { *v };
         }
     }
