@@ -2,10 +2,16 @@
 //! graft-diffusion sampler at equal NFE with a fixed MLP model (batch 256,
 //! 64-D, 3×256 and 3×1024 SiLU on [x, 16 sinusoidal features of λ]), against the time
 //! of the same number of bare model calls: the sampler overhead beyond the
-//! model (spec target ≤ 5 % at batch 256). Writes `target/bench/diffusion.md`.
+//! model (spec target ≤ 5 % at batch 256); the NFE each sampler needs to reach
+//! a quality target on R2 with the exact oracle, and the wall time of that NFE
+//! with the MLP (time to target); and the fused linear combination against the
+//! chain of libtorch ops it replaces. Writes `target/bench/diffusion.md`.
 
+use graft_diffusion::experiments::problems;
+use graft_diffusion::gmm::GmmModel;
 use graft_diffusion::grid::StepGrid;
 use graft_diffusion::integrator::Form;
+use graft_diffusion::metrics::mode_stats;
 use graft_diffusion::model::Model;
 use graft_diffusion::noise::{BrownianTree, NoiseSource, SeededNoise};
 use graft_diffusion::param::Parameterization;
@@ -80,43 +86,17 @@ fn main() {
     for hidden in [256, 1024] {
         run(hidden, &mut md);
     }
+    nfe_to_target(&mut md);
+    fused_ops(&mut md);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir).expect("target/bench");
     graft_tensor::atomic::write_atomic(dir.join("diffusion.md"), md.as_bytes()).expect("write");
     println!("wrote {}", dir.join("diffusion.md").display());
 }
 
-fn run(hidden: i64, md: &mut String) {
-    let mu = Tensor::full([DIM], 0.3, (Kind::Float, Device::Cpu));
-    let process = MeanReverting::continuous_cosine(0.005, 1.0, Some(mu)).expect("process");
-    let model = Mlp::new(
-        process
-            .with(
-                1.0,
-                Some(Tensor::full([DIM], 0.3, (Kind::Float, Device::Cpu))),
-            )
-            .expect("process"),
-        hidden,
-    );
-    let x = Tensor::randn([BATCH, DIM], (Kind::Float, Device::Cpu));
-    let grid = StepGrid::UniformLambda { lambda_min: None };
-    // Bare model time: NFE calls at the grid's times.
-    let times = grid.times(&process, NFE, 1.0, 1e-3).expect("grid");
-    for _ in 0..3 {
-        let _ = model.eval(&x, times[0]);
-    }
-    let model_ms = median(
-        (0..REPS)
-            .map(|_| {
-                let start = Instant::now();
-                for &t in &times[..NFE] {
-                    let _ = model.eval(&x, t).expect("model");
-                }
-                start.elapsed().as_secs_f64() * 1e3
-            })
-            .collect(),
-    );
-    let samplers: Vec<(Box<dyn Sampler>, &str)> = vec![
+/// The samplers of the overhead table, with their noise source.
+fn samplers() -> Vec<(Box<dyn Sampler>, &'static str)> {
+    vec![
         (Box::new(Mrs::ode(3, Form::Data)), "seeded"),
         (Box::new(Mrs::ode(2, Form::Noise)), "seeded"),
         (Box::new(Mrs::sde(2, Form::Data)), "seeded"),
@@ -146,7 +126,41 @@ fn run(hidden: i64, md: &mut String) {
             "seeded",
         ),
         (Box::new(PredictorCorrector::default()), "seeded"),
-    ];
+    ]
+}
+
+/// Returns the median wall of the bare model calls (ms).
+fn run(hidden: i64, md: &mut String) -> f64 {
+    let mu = Tensor::full([DIM], 0.3, (Kind::Float, Device::Cpu));
+    let process = MeanReverting::continuous_cosine(0.005, 1.0, Some(mu)).expect("process");
+    let model = Mlp::new(
+        process
+            .with(
+                1.0,
+                Some(Tensor::full([DIM], 0.3, (Kind::Float, Device::Cpu))),
+            )
+            .expect("process"),
+        hidden,
+    );
+    let x = Tensor::randn([BATCH, DIM], (Kind::Float, Device::Cpu));
+    let grid = StepGrid::UniformLambda { lambda_min: None };
+    // Bare model time: NFE calls at the grid's times.
+    let times = grid.times(&process, NFE, 1.0, 1e-3).expect("grid");
+    for _ in 0..3 {
+        let _ = model.eval(&x, times[0]);
+    }
+    let model_ms = median(
+        (0..REPS)
+            .map(|_| {
+                let start = Instant::now();
+                for &t in &times[..NFE] {
+                    let _ = model.eval(&x, t).expect("model");
+                }
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    );
+    let samplers = samplers();
     let _ = write!(
         md,
         "\n## hidden width {hidden}: {NFE} bare model calls take {model_ms:.2} ms\n\n| sampler | noise | NFE | wall (ms) | overhead vs bare model calls |\n|---|---|---|---|---|\n"
@@ -192,6 +206,131 @@ fn run(hidden: i64, md: &mut String) {
             "| {} | {noise_kind} | {nfe} | {wall:.2} | {:+.1} % |",
             s.name(),
             100.0 * overhead
+        );
+    }
+    model_ms
+}
+
+/// The quality target on R2: the within-mode std ratio within 3 % of 1.
+const STD_TOL: f64 = 0.03;
+
+/// NFE to target on R2 with the exact oracle, and the wall time of that NFE
+/// with the 3×256 MLP at batch 256 (time to target).
+fn nfe_to_target(md: &mut String) {
+    let p = problems::r2(graft_tensor::seed::derive_seed(0, "bench/r2")).expect("r2");
+    let mut start_noise = SeededNoise::new(1);
+    let n = 1000;
+    let x_t = p
+        .gmm
+        .sample_marginal(&*p.process, p.t_start, n, start_noise.rng())
+        .expect("x_T");
+    let oracle = GmmModel::new(p.gmm.clone(), p.process.clone(), Parameterization::Noise);
+    let grid = StepGrid::UniformLambda {
+        lambda_min: p.lambda_min,
+    };
+    let mu = Tensor::full([DIM], 0.3, (Kind::Float, Device::Cpu));
+    let mlp_process = MeanReverting::continuous_cosine(0.005, 1.0, Some(mu)).expect("process");
+    let mlp = Mlp::new(mlp_process, 256);
+    let x_mlp = Tensor::randn([BATCH, DIM], (Kind::Float, Device::Cpu));
+    let nfes = [5usize, 10, 20, 40, 80, 160, 320];
+    let _ = write!(
+        md,
+        "\n## NFE to target on R2 and time to target\n\nR2 (64-D, 10 modes, exact GMM oracle, {n} samples, uniform-lambda grid): the smallest NFE in {nfes:?} whose within-mode std ratio is within {STD_TOL} of 1 (floor of exact samples: about 1.00). Time to target: the median wall of one batch of {BATCH} at that NFE with the 3x256 MLP (5 runs).\n\n| sampler | NFE to target | std ratio there | time to target (ms) | vs Euler-Maruyama |\n|---|---|---|---|---|\n"
+    );
+    let mut rows = Vec::new();
+    for (s, noise_kind) in samplers() {
+        if noise_kind != "seeded" {
+            continue;
+        }
+        let mut hit = None;
+        for &nfe in &nfes {
+            let steps = s.steps_for_nfe(nfe).max(1);
+            let g = grid
+                .times(&*p.process, steps, p.t_start, p.t_end)
+                .expect("grid");
+            let (x, st) = s
+                .sample(&*p.process, &oracle, &x_t, &g, &mut SeededNoise::new(7))
+                .expect("sample");
+            let finite = x.isfinite().all().int64_value(&[]) == 1;
+            if !finite {
+                continue;
+            }
+            let ratio = mode_stats(&x, &p.gmm).expect("stats").std_ratio;
+            if (ratio - 1.0).abs() <= STD_TOL {
+                hit = Some((nfe, st.nfe, ratio, g));
+                break;
+            }
+        }
+        let row = match hit {
+            Some((nfe, real_nfe, ratio, g)) => {
+                let walls: Vec<f64> = (0..5)
+                    .map(|r| {
+                        let start = Instant::now();
+                        let _ = s
+                            .sample(&mlp.process, &mlp, &x_mlp, &g, &mut SeededNoise::new(r))
+                            .expect("sample");
+                        start.elapsed().as_secs_f64() * 1e3
+                    })
+                    .collect();
+                (s.name(), Some((nfe, real_nfe, ratio, median(walls))))
+            }
+            None => (s.name(), None),
+        };
+        println!("{:<28} to target: {:?}", row.0, row.1);
+        rows.push(row);
+    }
+    let em = rows
+        .iter()
+        .find(|r| r.0 == "Euler-Maruyama")
+        .and_then(|r| r.1.map(|v| v.3));
+    for (name, v) in rows {
+        let _ = match v {
+            Some((_, real_nfe, ratio, wall)) => writeln!(
+                md,
+                "| {name} | {real_nfe} | {ratio:.3} | {wall:.2} | {} |",
+                em.map(|e| format!("{:.1}x faster", e / wall))
+                    .unwrap_or_else(|| "-".into())
+            ),
+            None => writeln!(md, "| {name} | > {} | - | - | - |", nfes[nfes.len() - 1]),
+        };
+    }
+}
+
+/// The fused linear combination (`graft_tensor::fused::lincomb`) against the
+/// libtorch chain it replaces: a 4-term update `a·y + b·q0 + c·q1 + d·q2`.
+fn fused_ops(md: &mut String) {
+    let _ = write!(
+        md,
+        "\n## fused 4-term linear combination vs the chain of libtorch ops\n\nOne multistep update `a y + b q0 + c q1 + d q2` (f32, contiguous); median of 200 calls.\n\n| elements | libtorch ops (us) | fused (us) | ratio |\n|---|---|---|---|\n"
+    );
+    for numel in [BATCH * DIM, 1 << 20, 1 << 22] {
+        let t: Vec<Tensor> = (0..4)
+            .map(|_| Tensor::randn([numel], (Kind::Float, Device::Cpu)))
+            .collect();
+        let time = |f: &dyn Fn() -> Tensor| {
+            for _ in 0..5 {
+                let _ = f();
+            }
+            median(
+                (0..200)
+                    .map(|_| {
+                        let start = Instant::now();
+                        let _ = f();
+                        start.elapsed().as_secs_f64() * 1e6
+                    })
+                    .collect(),
+            )
+        };
+        let chained = time(&|| &t[0] * 0.9 + &t[1] * 0.3 - &t[2] * 0.2 + &t[3] * 0.1);
+        let fused = time(&|| {
+            graft_tensor::fused::lincomb(&[(0.9, &t[0]), (0.3, &t[1]), (-0.2, &t[2]), (0.1, &t[3])])
+                .expect("lincomb")
+        });
+        println!("lincomb {numel}: ops {chained:.1} us, fused {fused:.1} us");
+        let _ = writeln!(
+            md,
+            "| {numel} | {chained:.1} | {fused:.1} | {:.2}x |",
+            chained / fused
         );
     }
 }

@@ -3,7 +3,9 @@
 //! MR-SDE, VP (μ = 0, σ∞ = 1) and VE updates are one set of formulas in
 //! λ = ln α − ln σ. Schedule scalars and h are f64.
 
+use crate::Result;
 use crate::process::Process;
+use graft_tensor::fused::lincomb;
 use graft_tensor::tch::Tensor;
 
 /// What the network integral is expanded in.
@@ -179,8 +181,9 @@ pub fn update(
 
 /// The multistep update of spec §3 as one linear combination
 /// `a·y + Σ_k c_k Q_k + b·z`, with the divided differences folded into the
-/// scalar coefficients (f64): equal to [`differences`] followed by [`update`]
-/// up to rounding, with about a third of the tensor operations.
+/// scalar coefficients (f64) and computed in one fused pass
+/// ([`graft_tensor::fused::lincomb`]): equal to [`differences`] followed by
+/// [`update`] up to rounding.
 /// `qs` are the buffered outputs newest first, `lams` their λ.
 #[allow(clippy::too_many_arguments)]
 pub fn multistep_update(
@@ -192,7 +195,7 @@ pub fn multistep_update(
     st: &Step,
     third: ThirdOrder,
     z: Option<&Tensor>,
-) -> Tensor {
+) -> Result<Tensor> {
     let h = st.h;
     let order = order.min(qs.len()).max(1);
     // D1 and D2 as coefficient vectors over (Q0, Q1, Q2).
@@ -251,29 +254,29 @@ pub fn multistep_update(
             )
         }
     };
-    let mut out = y * a;
+    let mut terms: Vec<(f64, &Tensor)> = vec![(a, y)];
     for (q, ck) in qs.iter().zip(c).take(order) {
         if ck != 0.0 {
-            out += *q * ck;
+            terms.push((ck, *q));
         }
     }
     if let Some(z) = z {
-        out += z * b;
+        terms.push((b, z));
     }
-    out
+    Ok(lincomb(&terms)?)
 }
 
 /// The generalized posterior (optimal reverse) step from s to t for any jump
 /// (spec §2): with `a = α_s/α_t` and `v = σ_s² − a²σ_t²`, mean
 /// `(aσ_t²/σ_s²) y_s + (vα_t/σ_s²) x0'`, variance `vσ_t²/σ_s²`.
-pub fn posterior_step(y: &Tensor, x0c: &Tensor, st: &Step, z: Option<&Tensor>) -> Tensor {
+pub fn posterior_step(y: &Tensor, x0c: &Tensor, st: &Step, z: Option<&Tensor>) -> Result<Tensor> {
     let a = st.alpha_s / st.alpha_t;
     let ss2 = st.sigma_s * st.sigma_s;
     let st2 = st.sigma_t * st.sigma_t;
     let v = ss2 - a * a * st2;
-    let mean = y * (a * st2 / ss2) + x0c * (v * st.alpha_t / ss2);
-    match z {
-        Some(z) => mean + z * (v * st2 / ss2).max(0.0).sqrt(),
-        None => mean,
-    }
+    let mean = [(a * st2 / ss2, y), (v * st.alpha_t / ss2, x0c)];
+    Ok(match z {
+        Some(z) => lincomb(&[mean[0], mean[1], ((v * st2 / ss2).max(0.0).sqrt(), z)])?,
+        None => lincomb(&mean)?,
+    })
 }

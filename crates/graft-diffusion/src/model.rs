@@ -3,6 +3,7 @@
 use crate::param::{Coeffs, Parameterization, data_from, noise_from};
 use crate::process::{Process, centered};
 use crate::{Error, Result};
+use graft_tensor::fused::lincomb;
 use graft_tensor::tch::Tensor;
 use std::cell::Cell;
 
@@ -99,25 +100,32 @@ impl<'a> Evaluator<'a> {
         }
         Ok((out, c))
     }
-    fn centered_out(&self, out: Tensor) -> Tensor {
-        if self.model.parameterization() == Parameterization::Data {
-            centered(self.process, &out)
-        } else {
-            out
+    /// A data-form output centered on μ (other forms are already centered).
+    fn centered_out(&self, out: Tensor) -> Result<Tensor> {
+        match (self.model.parameterization(), self.process.mu()) {
+            (Parameterization::Data, Some(mu)) => Ok(lincomb(&[(1.0, &out), (-1.0, mu)])?),
+            _ => Ok(out),
+        }
+    }
+    /// `x = y + μ`, fused on the CPU.
+    fn uncentered(&self, y: &Tensor) -> Result<Tensor> {
+        match self.process.mu() {
+            Some(mu) => Ok(lincomb(&[(1.0, y), (1.0, mu)])?),
+            None => Ok(y.shallow_clone()),
         }
     }
     /// `(ε̂, x̂0 − μ)` at centered `y`, one model call (thresholding applied to x̂0).
     pub fn both(&self, y: &Tensor, t: f64) -> Result<(Tensor, Tensor)> {
-        let x = crate::process::uncentered(self.process, y);
+        let x = self.uncentered(y)?;
         let (out, c) = self.raw(&x, t)?;
         let p = self.model.parameterization();
-        let out = self.centered_out(out);
-        let mut x0c = data_from(p, &out, y, c);
-        let mut eps = noise_from(p, &out, y, c);
+        let out = self.centered_out(out)?;
+        let mut x0c = data_from(p, &out, y, c)?;
+        let mut eps = noise_from(p, &out, y, c)?;
         if let Some(th) = self.thresholding {
-            let x0 = crate::process::uncentered(self.process, &x0c);
+            let x0 = self.uncentered(&x0c)?;
             x0c = centered(self.process, &th.apply(&x0)?);
-            eps = noise_from(Parameterization::Data, &x0c, y, c);
+            eps = noise_from(Parameterization::Data, &x0c, y, c)?;
         }
         Ok((eps, x0c))
     }
@@ -126,32 +134,32 @@ impl<'a> Evaluator<'a> {
         if self.thresholding.is_some() {
             return Ok(self.both(y, t)?.1);
         }
-        let x = crate::process::uncentered(self.process, y);
+        let x = self.uncentered(y)?;
         let (out, c) = self.raw(&x, t)?;
-        Ok(data_from(
+        data_from(
             self.model.parameterization(),
-            &self.centered_out(out),
+            &self.centered_out(out)?,
             y,
             c,
-        ))
+        )
     }
     /// ε̂ at centered `y` (one model call).
     pub fn noise(&self, y: &Tensor, t: f64) -> Result<Tensor> {
         if self.thresholding.is_some() {
             return Ok(self.both(y, t)?.0);
         }
-        let x = crate::process::uncentered(self.process, y);
+        let x = self.uncentered(y)?;
         let (out, c) = self.raw(&x, t)?;
-        Ok(noise_from(
+        noise_from(
             self.model.parameterization(),
-            &self.centered_out(out),
+            &self.centered_out(out)?,
             y,
             c,
-        ))
+        )
     }
     /// The score at centered `y` (one model call).
     pub fn score(&self, y: &Tensor, t: f64) -> Result<Tensor> {
         let sigma = self.process.sigma(t);
-        Ok(self.noise(y, t)? * (-1.0 / sigma))
+        Ok(lincomb(&[(-1.0 / sigma, &self.noise(y, t)?)])?)
     }
 }

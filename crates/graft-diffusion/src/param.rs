@@ -9,6 +9,7 @@
 
 use crate::process::Process;
 use crate::{Error, Result};
+use graft_tensor::fused::lincomb;
 use graft_tensor::tch::Tensor;
 
 /// What a model predicts.
@@ -67,26 +68,32 @@ impl Coeffs {
 
 /// ε̂ from a model output `out` of parameterization `p`, at centered `y = x − μ`.
 /// For `Data`, `out` is the centered `x̂0 − μ`.
-pub fn noise_from(p: Parameterization, out: &Tensor, y: &Tensor, c: Coeffs) -> Tensor {
-    match p {
+pub fn noise_from(p: Parameterization, out: &Tensor, y: &Tensor, c: Coeffs) -> Result<Tensor> {
+    Ok(match p {
         Parameterization::Noise => out.shallow_clone(),
-        Parameterization::Data => (y - out * c.alpha) / c.sigma,
-        Parameterization::Score => out * (-c.sigma),
+        Parameterization::Data => lincomb(&[(1.0 / c.sigma, y), (-c.alpha / c.sigma, out)])?,
+        Parameterization::Score => lincomb(&[(-c.sigma, out)])?,
         Parameterization::Velocity => {
-            (out * c.alpha + y * (c.sigma / c.sigma_inf)) / (c.sigma_inf * c.c2())
+            let k = 1.0 / (c.sigma_inf * c.c2());
+            lincomb(&[(c.alpha * k, out), (c.sigma / c.sigma_inf * k, y)])?
         }
-    }
+    })
 }
 
 /// The centered `x̂0 − μ` from a model output `out` of parameterization `p`
 /// (for `Data`, `out` is already centered), at centered `y`.
-pub fn data_from(p: Parameterization, out: &Tensor, y: &Tensor, c: Coeffs) -> Tensor {
-    match p {
-        Parameterization::Noise => (y - out * c.sigma) / c.alpha,
+pub fn data_from(p: Parameterization, out: &Tensor, y: &Tensor, c: Coeffs) -> Result<Tensor> {
+    Ok(match p {
+        Parameterization::Noise => lincomb(&[(1.0 / c.alpha, y), (-c.sigma / c.alpha, out)])?,
         Parameterization::Data => out.shallow_clone(),
-        Parameterization::Score => (y + out * (c.sigma * c.sigma)) / c.alpha,
-        Parameterization::Velocity => (y * c.alpha - out * (c.sigma / c.sigma_inf)) / c.c2(),
-    }
+        Parameterization::Score => {
+            lincomb(&[(1.0 / c.alpha, y), (c.sigma * c.sigma / c.alpha, out)])?
+        }
+        Parameterization::Velocity => lincomb(&[
+            (c.alpha / c.c2(), y),
+            (-c.sigma / c.sigma_inf / c.c2(), out),
+        ])?,
+    })
 }
 
 /// The output of parameterization `p` given a consistent pair ε̂ and centered `x̂0 − μ`
@@ -131,8 +138,8 @@ pub fn convert(
     } else {
         out.shallow_clone()
     };
-    let eps = noise_from(from, &outc, &y, c);
-    let x0c = data_from(from, &outc, &y, c);
+    let eps = noise_from(from, &outc, &y, c)?;
+    let x0c = data_from(from, &outc, &y, c)?;
     let res = output_from(to, &eps, &x0c, c);
     Ok(if to == Parameterization::Data {
         crate::process::uncentered(process, &res)

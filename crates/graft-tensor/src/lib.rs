@@ -8,7 +8,8 @@
 //! - [`seed`]: one call seeds tch and a Rust RNG;
 //! - [`memory`] probes: peak resident memory of a closure in a child process,
 //!   and bytes held by a set of tensors;
-//! - [`cache`]: where graft's cache and assets live.
+//! - [`cache`]: where graft's cache and assets live;
+//! - [`fused`] element-wise arithmetic: a linear combination in one pass.
 //!
 //! ```ignore
 //! use graft_tensor::safetensors::{Checkpoint, save};
@@ -32,6 +33,7 @@ pub mod cache;
 pub mod device;
 pub mod dtype;
 mod error;
+pub mod fused;
 pub mod memory;
 pub mod safetensors;
 pub mod seed;

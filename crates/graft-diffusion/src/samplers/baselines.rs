@@ -8,6 +8,7 @@ use crate::integrator::{Step, posterior_step};
 use crate::model::{Evaluator, Model};
 use crate::noise::NoiseSource;
 use crate::process::{Process, centered, uncentered};
+use graft_tensor::fused::lincomb;
 use graft_tensor::tch::Tensor;
 
 /// Euler–Maruyama on the reverse SDE: `x ← x − [b − g² s]Δ + g√Δ z`, b = −f(x − μ).
@@ -42,10 +43,14 @@ fn euler(
         match noise.as_deref_mut() {
             Some(src) => {
                 let z = src.standard_normal(&y, s, t)?;
-                y = &y * (1.0 + f * delta) + eps * (-g2 * delta / sigma) + z * (g2 * delta).sqrt();
+                y = lincomb(&[
+                    (1.0 + f * delta, &y),
+                    (-g2 * delta / sigma, &eps),
+                    ((g2 * delta).sqrt(), &z),
+                ])?;
             }
             None => {
-                y = &y * (1.0 + f * delta) + eps * (-0.5 * g2 * delta / sigma);
+                y = lincomb(&[(1.0 + f * delta, &y), (-0.5 * g2 * delta / sigma, &eps)])?;
             }
         }
     }
@@ -118,7 +123,7 @@ impl Sampler for Posterior {
             let (s, t) = (w[0], w[1]);
             let x0c = ev.data(&y, s)?;
             let z = noise.standard_normal(&y, s, t)?;
-            y = posterior_step(&y, &x0c, &Step::new(process, s, t), Some(&z));
+            y = posterior_step(&y, &x0c, &Step::new(process, s, t), Some(&z))?;
         }
         Ok((
             uncentered(process, &y),

@@ -8,6 +8,7 @@ use crate::model::{Evaluator, Model};
 use crate::noise::NoiseSource;
 use crate::process::{Process, centered, uncentered};
 use crate::{Error, Result};
+use graft_tensor::fused::lincomb;
 use graft_tensor::tch::Tensor;
 
 /// Single-step DPM-Solver (noise form) or DPM-Solver++ (data form).
@@ -28,54 +29,80 @@ impl DpmSolverSingle {
             let tr = p.t_of_lambda(ls + r * h)?;
             Ok((tr, p.alpha(tr), p.sigma(tr)))
         };
+        // Each update is one fused linear combination; the differences
+        // (e_1 − e_s, …) are folded into the coefficients.
         match (self.order, self.form) {
             (2, Form::Noise) => {
                 let r = 0.5;
                 let (t1, a1, s1) = at(r)?;
                 let e_s = ev.noise(y, s)?;
-                let u = y * (a1 / a_s) - &e_s * (s1 * (r * h).exp_m1());
+                let u = lincomb(&[(a1 / a_s, y), (-s1 * (r * h).exp_m1(), &e_s)])?;
                 let e_1 = ev.noise(&u, t1)?;
-                Ok(y * (a_t / a_s)
-                    - &e_s * (s_t * h.exp_m1())
-                    - (e_1 - &e_s) * (s_t / (2.0 * r) * h.exp_m1()))
+                let k = s_t / (2.0 * r) * h.exp_m1();
+                Ok(lincomb(&[
+                    (a_t / a_s, y),
+                    (-s_t * h.exp_m1() + k, &e_s),
+                    (-k, &e_1),
+                ])?)
             }
             (2, Form::Data) => {
                 let r = 0.5;
                 let (t1, a1, s1) = at(r)?;
                 let m_s = ev.data(y, s)?;
-                let u = y * (s1 / s_s) - &m_s * (a1 * (-r * h).exp_m1());
+                let u = lincomb(&[(s1 / s_s, y), (-a1 * (-r * h).exp_m1(), &m_s)])?;
                 let m_1 = ev.data(&u, t1)?;
-                Ok(y * (s_t / s_s)
-                    - &m_s * (a_t * (-h).exp_m1())
-                    - (m_1 - &m_s) * (a_t / (2.0 * r) * (-h).exp_m1()))
+                let k = a_t / (2.0 * r) * (-h).exp_m1();
+                Ok(lincomb(&[
+                    (s_t / s_s, y),
+                    (-a_t * (-h).exp_m1() + k, &m_s),
+                    (-k, &m_1),
+                ])?)
             }
             (3, Form::Noise) => {
                 let (r1, r2) = (1.0 / 3.0, 2.0 / 3.0);
                 let (t1, a1, s1) = at(r1)?;
                 let (t2, a2, s2) = at(r2)?;
                 let e_s = ev.noise(y, s)?;
-                let u1 = y * (a1 / a_s) - &e_s * (s1 * (r1 * h).exp_m1());
-                let d1 = ev.noise(&u1, t1)? - &e_s;
+                let u1 = lincomb(&[(a1 / a_s, y), (-s1 * (r1 * h).exp_m1(), &e_s)])?;
+                let e_1 = ev.noise(&u1, t1)?;
                 let phi22 = (r2 * h).exp_m1() / (r2 * h) - 1.0;
-                let u2 =
-                    y * (a2 / a_s) - &e_s * (s2 * (r2 * h).exp_m1()) - d1 * (s2 * r2 / r1 * phi22);
-                let d2 = ev.noise(&u2, t2)? - &e_s;
+                let c22 = s2 * r2 / r1 * phi22;
+                let u2 = lincomb(&[
+                    (a2 / a_s, y),
+                    (-s2 * (r2 * h).exp_m1() + c22, &e_s),
+                    (-c22, &e_1),
+                ])?;
+                let e_2 = ev.noise(&u2, t2)?;
                 let phi2 = h.exp_m1() / h - 1.0;
-                Ok(y * (a_t / a_s) - &e_s * (s_t * h.exp_m1()) - d2 * (s_t / r2 * phi2))
+                let k = s_t / r2 * phi2;
+                Ok(lincomb(&[
+                    (a_t / a_s, y),
+                    (-s_t * h.exp_m1() + k, &e_s),
+                    (-k, &e_2),
+                ])?)
             }
             (3, Form::Data) => {
                 let (r1, r2) = (1.0 / 3.0, 2.0 / 3.0);
                 let (t1, a1, s1) = at(r1)?;
                 let (t2, a2, s2) = at(r2)?;
                 let m_s = ev.data(y, s)?;
-                let u1 = y * (s1 / s_s) - &m_s * (a1 * (-r1 * h).exp_m1());
-                let d1 = ev.data(&u1, t1)? - &m_s;
+                let u1 = lincomb(&[(s1 / s_s, y), (-a1 * (-r1 * h).exp_m1(), &m_s)])?;
+                let m_1 = ev.data(&u1, t1)?;
                 let phi22 = (-r2 * h).exp_m1() / (r2 * h) + 1.0;
-                let u2 =
-                    y * (s2 / s_s) - &m_s * (a2 * (-r2 * h).exp_m1()) + d1 * (a2 * r2 / r1 * phi22);
-                let d2 = ev.data(&u2, t2)? - &m_s;
+                let c22 = a2 * r2 / r1 * phi22;
+                let u2 = lincomb(&[
+                    (s2 / s_s, y),
+                    (-a2 * (-r2 * h).exp_m1() - c22, &m_s),
+                    (c22, &m_1),
+                ])?;
+                let m_2 = ev.data(&u2, t2)?;
                 let phi2 = (-h).exp_m1() / h + 1.0;
-                Ok(y * (s_t / s_s) - &m_s * (a_t * (-h).exp_m1()) + d2 * (a_t / r2 * phi2))
+                let k = a_t / r2 * phi2;
+                Ok(lincomb(&[
+                    (s_t / s_s, y),
+                    (-a_t * (-h).exp_m1() - k, &m_s),
+                    (k, &m_2),
+                ])?)
             }
             (order, _) => Err(Error::Order {
                 sampler: "DPM-Solver single-step",

@@ -8,6 +8,7 @@ use crate::grid::check_decreasing;
 use crate::model::{Evaluator, Model};
 use crate::noise::NoiseSource;
 use crate::process::{Process, centered, uncentered};
+use graft_tensor::fused::lincomb;
 use graft_tensor::tch::Tensor;
 
 /// EDM's stochastic churn (Alg. 2): γ = min(S_churn/N, √2 − 1) on levels in [S_tmin, S_tmax].
@@ -93,7 +94,7 @@ impl Sampler for EdmHeun {
         let a0 = process.alpha(grid[0]);
         let mut yh = centered(process, x) / a0;
         let denoise = |yh: &Tensor, t: f64| -> Result<Tensor> {
-            let y = yh * process.alpha(t);
+            let y = lincomb(&[(process.alpha(t), yh)])?;
             ev.data(&y, t)
         };
         for i in 0..levels.len() - 1 {
@@ -114,12 +115,15 @@ impl Sampler for EdmHeun {
                     }
                 }
             }
-            let d = (&yh - denoise(&yh, t_hat)?) / sig_hat;
-            let y_euler = &yh + &d * (sig_next - sig_hat);
+            // d = (ŷ − D̂)/σ̂; the Euler and Heun updates fold d into one pass each.
+            let den = denoise(&yh, t_hat)?;
+            let dt = sig_next - sig_hat;
+            let y_euler = lincomb(&[(1.0 + dt / sig_hat, &yh), (-dt / sig_hat, &den)])?;
             yh = match t_next {
                 Some(tn) if sig_next > 0.0 => {
-                    let d2 = (&y_euler - denoise(&y_euler, tn)?) / sig_next;
-                    &yh + (d + d2) * (0.5 * (sig_next - sig_hat))
+                    let den2 = denoise(&y_euler, tn)?;
+                    let (k1, k2) = (0.5 * dt / sig_hat, 0.5 * dt / sig_next);
+                    lincomb(&[(1.0 + k1, &yh), (-k1, &den), (k2, &y_euler), (-k2, &den2)])?
                 }
                 _ => y_euler,
             };

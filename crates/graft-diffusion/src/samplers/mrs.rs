@@ -166,7 +166,7 @@ impl Mrs {
                 &st,
                 self.third_order,
                 z.as_ref(),
-            );
+            )?;
         }
         Ok((
             uncentered(process, &y),

@@ -8,6 +8,7 @@ use crate::grid::check_decreasing;
 use crate::model::{Evaluator, Model};
 use crate::noise::NoiseSource;
 use crate::process::{Process, centered, uncentered};
+use graft_tensor::fused::lincomb;
 use graft_tensor::tch::{Kind, Tensor};
 
 /// Predictor–corrector with a Langevin corrector.
@@ -76,11 +77,14 @@ impl Sampler for PredictorCorrector {
             }
             let score = ev.score(&y, s)?;
             let (f, g2, delta) = (process.drift_rate(s), process.g2(s), s - t);
-            y = &y + (&y * (-f) - &score * g2) * (-delta);
-            if i + 1 < m {
+            // y + (−f y − g² s)(−Δ), plus √(g²Δ) z except at the last step.
+            let drift = [(1.0 + f * delta, &y), (g2 * delta, &score)];
+            y = if i + 1 < m {
                 let z = noise.standard_normal(&y, s, t)?;
-                y += z * (g2 * delta).sqrt();
-            }
+                lincomb(&[drift[0], drift[1], ((g2 * delta).sqrt(), &z)])?
+            } else {
+                lincomb(&drift)?
+            };
         }
         Ok((
             uncentered(process, &y),

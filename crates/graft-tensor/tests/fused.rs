@@ -1,0 +1,109 @@
+//! `fused::lincomb` equals the linear combination computed independently in
+//! f64 by libtorch, on the fast path (contiguous CPU f32/f64, suffix
+//! broadcasting) and on the libtorch fallback (strided, autograd).
+
+use graft_tensor::fused::lincomb;
+use graft_tensor::tch::{Device, Kind, Tensor};
+use graft_tensor::testing::proptest_config;
+use proptest::prelude::*;
+
+/// The reference: every term cast to f64, combined with broadcasting libtorch ops.
+fn reference(terms: &[(f64, &Tensor)]) -> Tensor {
+    let mut acc = terms[0].1.to_kind(Kind::Double) * terms[0].0;
+    for (c, t) in &terms[1..] {
+        acc = acc + t.to_kind(Kind::Double) * *c;
+    }
+    acc
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
+        .abs()
+        .max()
+        .double_value(&[])
+}
+
+proptest! {
+    #![proptest_config(proptest_config(48))]
+
+    #[test]
+    fn equals_the_f64_reference_with_broadcast_terms(
+        rows in 1i64..40,
+        cols in 1i64..700,
+        coeffs in prop::collection::vec(-3.0f64..3.0, 1..6),
+        broadcast in prop::collection::vec(0u8..4, 6),
+        seed in 0i64..1000,
+    ) {
+        tch::manual_seed(seed);
+        for kind in [Kind::Float, Kind::Double] {
+            // The first term has the full shape; others may be [cols], [1, cols] or [].
+            let tensors: Vec<Tensor> = coeffs
+                .iter()
+                .enumerate()
+                .map(|(k, _)| {
+                    let shape: Vec<i64> = match (k, broadcast[k]) {
+                        (0, _) | (_, 0) => vec![rows, cols],
+                        (_, 1) => vec![cols],
+                        (_, 2) => vec![1, cols],
+                        _ => vec![],
+                    };
+                    Tensor::randn(shape.as_slice(), (kind, Device::Cpu))
+                })
+                .collect();
+            let terms: Vec<(f64, &Tensor)> = coeffs.iter().copied().zip(tensors.iter()).collect();
+            let got = lincomb(&terms).unwrap();
+            prop_assert_eq!(got.size(), vec![rows, cols]);
+            prop_assert_eq!(got.kind(), kind);
+            let want = reference(&terms);
+            let scale: f64 = terms.iter().map(|(c, t)| c.abs() * t.abs().max().double_value(&[])).sum();
+            let tol = match kind { Kind::Float => 2e-7 * scale + 1e-30, _ => 1e-15 * scale + 1e-300 };
+            prop_assert!(max_abs_diff(&got, &want) <= tol, "kind {:?}: {} > {}", kind, max_abs_diff(&got, &want), tol);
+        }
+    }
+}
+
+#[test]
+fn the_fast_path_rounds_once() {
+    // In f32, 1e8 + 1 rounds to 1e8, so a chain of ops gives 0; one f64
+    // accumulation gives the exact 1.
+    let big = Tensor::from_slice(&[1e8f32; 3]);
+    let one = Tensor::from_slice(&[1.0f32; 3]);
+    let chained = &big + &one - &big;
+    assert_eq!(chained.double_value(&[0]), 0.0);
+    let fused = lincomb(&[(1.0, &big), (1.0, &one), (-1.0, &big)]).unwrap();
+    assert_eq!(Vec::<f32>::try_from(&fused).unwrap(), vec![1.0; 3]);
+}
+
+#[test]
+fn strided_and_mixed_kind_terms_fall_back_to_libtorch() {
+    tch::manual_seed(1);
+    let a = Tensor::randn([5, 4], (Kind::Float, Device::Cpu));
+    let b = Tensor::randn([4, 5], (Kind::Float, Device::Cpu)).tr();
+    assert!(!b.is_contiguous());
+    let got = lincomb(&[(2.0, &a), (-0.5, &b)]).unwrap();
+    assert!(max_abs_diff(&got, &reference(&[(2.0, &a), (-0.5, &b)])) < 1e-5);
+    // f32 and f64 terms: libtorch promotes to f64.
+    let c = Tensor::randn([5, 4], (Kind::Double, Device::Cpu));
+    let got = lincomb(&[(1.0, &a), (3.0, &c)]).unwrap();
+    assert_eq!(got.kind(), Kind::Double);
+    assert!(max_abs_diff(&got, &reference(&[(1.0, &a), (3.0, &c)])) < 1e-12);
+}
+
+#[test]
+fn gradients_flow_through_the_fallback() {
+    let a = Tensor::ones([3, 2], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+    let b = Tensor::ones([3, 2], (Kind::Double, Device::Cpu));
+    let out = lincomb(&[(2.5, &a), (1.0, &b)]).unwrap();
+    out.sum(Kind::Double).backward();
+    let g = a.grad();
+    assert!((g - 2.5).abs().max().double_value(&[]) < 1e-15);
+}
+
+#[test]
+fn bad_terms_are_errors_not_panics() {
+    assert!(lincomb(&[]).is_err());
+    let a = Tensor::zeros([4, 3], (Kind::Float, Device::Cpu));
+    let b = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
+    let err = lincomb(&[(1.0, &a), (1.0, &b)]).unwrap_err().to_string();
+    assert!(err.contains('4') && err.contains('2'), "{err}");
+}
