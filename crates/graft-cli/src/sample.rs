@@ -1,7 +1,8 @@
 //! `graft sample`: run a graft-diffusion sampler on a built-in Gaussian-mixture
 //! problem (exact model, with quality metrics) or on a saved denoiser
-//! (`--model DIR`, see `graft_diffusion::saved`), and write the samples as
-//! safetensors plus an SVG scatter.
+//! (`--model DIR`, see `graft_diffusion::saved`; a conditional one with
+//! `--condition FILE.safetensors`), and write the samples as safetensors plus
+//! an SVG (a scatter, or a grid of gray images for square image dimensions).
 
 use anyhow::{Context, Result, bail};
 use graft_diffusion::experiments::problems::{Problem, r1, r2, r3};
@@ -54,9 +55,16 @@ pub struct Args {
     /// Noise source of stochastic samplers: seeded or brownian (a Brownian tree: consistent across NFE).
     #[arg(long, default_value = "seeded")]
     noise: String,
-    /// Number of samples.
-    #[arg(short = 'n', long, default_value_t = 1000)]
-    samples: usize,
+    /// Per-sample conditions of a conditional saved denoiser: a safetensors file
+    /// holding an `[n, cond_dim]` tensor (or `[cond_dim]`, repeated for every sample).
+    #[arg(long, requires = "model")]
+    condition: Option<PathBuf>,
+    /// The tensor in the --condition file (may be left out when it holds exactly one).
+    #[arg(long, requires = "condition")]
+    condition_key: Option<String>,
+    /// Number of samples (default 1000, or the condition's row count).
+    #[arg(short = 'n', long)]
+    samples: Option<usize>,
     /// Output directory (samples.safetensors, samples.svg).
     #[arg(long, default_value = "graft-samples")]
     out: PathBuf,
@@ -115,6 +123,7 @@ fn write_samples(
     meta: Vec<(&str, String)>,
     title: &str,
     reference: Option<&Tensor>,
+    images: bool,
 ) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -124,13 +133,99 @@ fn write_samples(
         [("samples", &x.to_kind(Kind::Float))],
         &meta,
     )?;
-    graft_diffusion::scatter::scatter_svg(&args.out.join("samples.svg"), title, x, reference)?;
+    let svg = args.out.join("samples.svg");
+    match image_side(x.size()[1]).filter(|_| images) {
+        Some(side) => image_grid_svg(&svg, title, x, reference, side)?,
+        None => graft_diffusion::scatter::scatter_svg(&svg, title, x, reference)?,
+    }
+    Ok(())
+}
+
+/// The side of square images of dimension `dim` (8 for the 64-D digits), for
+/// dimensions 16 and above that are perfect squares.
+fn image_side(dim: i64) -> Option<i64> {
+    let side = (dim as f64).sqrt().round() as i64;
+    (dim >= 16 && side * side == dim).then_some(side)
+}
+
+/// Writes an SVG grid of up to 64 samples as `side × side` gray images (black
+/// = the smallest shown value, white = the largest), each beside its
+/// reference row (e.g. the condition) when one is given.
+fn image_grid_svg(
+    path: &std::path::Path,
+    title: &str,
+    x: &Tensor,
+    reference: Option<&Tensor>,
+    side: i64,
+) -> Result<()> {
+    let shown = x.size()[0].min(64);
+    let rows = |t: &Tensor| -> Result<Vec<f64>> {
+        Ok(Vec::<f64>::try_from(
+            t.narrow(0, 0, shown)
+                .to_kind(Kind::Double)
+                .contiguous()
+                .view([-1]),
+        )?)
+    };
+    let mut panels = vec![rows(x)?];
+    if let Some(r) = reference.filter(|r| r.size() == x.size()) {
+        panels.insert(0, rows(r)?);
+    }
+    let finite = panels.iter().flatten().copied().filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let (cell, gap, per_row) = (4i64, 6i64, 8i64);
+    let img = side * cell;
+    let group = panels.len() as i64 * img + (panels.len() as i64 - 1) * 2 + gap;
+    let (width, height) = (
+        per_row * group + gap,
+        40 + (shown + per_row - 1) / per_row * (img + gap) + gap,
+    );
+    let title = if panels.len() > 1 {
+        format!("{title} (left: condition, right: sample)")
+    } else {
+        title.to_string()
+    };
+    let esc = title
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" shape-rendering=\"crispEdges\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{gap}\" y=\"24\" font-family=\"sans-serif\" font-size=\"14\">{esc}</text>\n"
+    );
+    let d = (side * side) as usize;
+    for i in 0..shown as usize {
+        let (gx, gy) = (
+            gap + (i as i64 % per_row) * group,
+            40 + (i as i64 / per_row) * (img + gap),
+        );
+        for (p, panel) in panels.iter().enumerate() {
+            let ox = gx + p as i64 * (img + 2);
+            for (j, &v) in panel[i * d..(i + 1) * d].iter().enumerate() {
+                let g = if v.is_finite() {
+                    (((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8
+                } else {
+                    0
+                };
+                let (cx, cy) = (ox + (j as i64 % side) * cell, gy + (j as i64 / side) * cell);
+                svg.push_str(&format!(
+                    "<rect x=\"{cx}\" y=\"{cy}\" width=\"{cell}\" height=\"{cell}\" fill=\"rgb({g},{g},{g})\"/>\n"
+                ));
+            }
+        }
+    }
+    svg.push_str("</svg>\n");
+    graft_tensor::atomic::write_atomic(path, svg.as_bytes())?;
     Ok(())
 }
 
 /// The start states of a saved denoiser's sampling: `(1 − α_T) μ + σ_T z`,
 /// the marginal at `t_start` without the data term (α_T ≈ 0 for MR and VP;
-/// VE and EDM start at σ_max z, as Karras et al. do).
+/// VE and EDM start at σ_max z, as Karras et al. do). For a network whose
+/// condition is the process mean, μ is each sample's condition, so this is
+/// the restoration prior μ + σ∞ z up to α_T (0.005 on the reference table).
 fn prior_states(
     net: &graft_diffusion::learned::MlpDenoiser,
     t_start: f64,
@@ -149,17 +244,71 @@ fn prior_states(
     })
 }
 
+/// Reads the `--condition` tensor: the one named by `--condition-key`, or
+/// the file's only tensor.
+fn read_condition(file: &std::path::Path, key: Option<&str>) -> Result<(String, Tensor)> {
+    let ckpt = graft_tensor::safetensors::Checkpoint::open(file)
+        .with_context(|| format!("reading the condition file {}", file.display()))?;
+    let name = match key {
+        Some(k) if ckpt.contains(k) => k.to_string(),
+        Some(k) => bail!(
+            "the condition file {} has no tensor `{k}` (it has: {})",
+            file.display(),
+            ckpt.names().join(", ")
+        ),
+        None => match ckpt.names() {
+            [only] => only.clone(),
+            names => bail!(
+                "the condition file {} holds {} tensors ({}); name one with --condition-key",
+                file.display(),
+                names.len(),
+                names.join(", ")
+            ),
+        },
+    };
+    let t = ckpt
+        .tensor(&name)
+        .with_context(|| format!("reading `{name}` from {}", file.display()))?;
+    Ok((name, t))
+}
+
 fn run_model(args: &Args, dir: &std::path::Path) -> Result<()> {
-    let (net, config) = graft_diffusion::saved::load(dir)
+    let (mut net, config) = graft_diffusion::saved::load(dir)
         .with_context(|| format!("loading the denoiser in {}", dir.display()))?;
-    if config.shape.cond_dim > 0 {
-        bail!(
-            "{} is a conditional denoiser (condition dimension {}); `graft sample` samples unconditional ones only",
+    let cond_dim = config.shape.cond_dim;
+    let mut condition = None;
+    let n = match (&args.condition, cond_dim) {
+        (None, 0) => args.samples.unwrap_or(1000),
+        (None, _) => bail!(
+            "{} is a conditional denoiser (condition dimension {cond_dim}): give its conditions with --condition FILE.safetensors",
+            dir.display()
+        ),
+        (Some(file), 0) => bail!(
+            "{} is an unconditional denoiser: it takes no --condition ({})",
             dir.display(),
-            config.shape.cond_dim
-        );
-    }
-    if args.samples < 1 {
+            file.display()
+        ),
+        (Some(file), _) => {
+            let (key, c) = read_condition(file, args.condition_key.as_deref())?;
+            let size = c.size();
+            let n = match (size.as_slice(), args.samples) {
+                ([m, _], None) => *m as usize,
+                (_, Some(n)) => n,
+                (_, None) => 1000,
+            };
+            let rows = graft_diffusion::saved::bind_condition(&mut net, &config, &c, n)
+                .with_context(|| {
+                    format!(
+                        "condition `{key}` in {} (shape {size:?}) for {} (condition dimension {cond_dim}, {n} samples)",
+                        file.display(),
+                        dir.display()
+                    )
+                })?;
+            condition = Some(rows);
+            n
+        }
+    };
+    if n < 1 {
         bail!("--samples must be at least 1");
     }
     let s = sampler(args)?;
@@ -173,24 +322,39 @@ fn run_model(args: &Args, dir: &std::path::Path) -> Result<()> {
     }
     let process = net.process().clone();
     let times = grid.times(&*process, steps, config.t_start, config.t_end)?;
-    let x_start = prior_states(&net, times[0], args.samples, args.seed)?;
+    let x_start = prior_states(&net, times[0], n, args.seed)?;
     let mut noise = noise_source(args, config.t_end, config.t_start)?;
     let (x, stats) = s.sample(&*process, &net, &x_start, &times, noise.as_mut())?;
-    let meta = vec![
+    let mut meta = vec![
         ("model", dir.display().to_string()),
         ("sampler", s.name()),
         ("nfe", stats.nfe.to_string()),
         ("grid", args.grid.clone()),
         ("seed", args.seed.to_string()),
     ];
+    if let Some(file) = &args.condition {
+        meta.push(("condition", file.display().to_string()));
+    }
     let title = format!("{} on {}: {} NFE", s.name(), dir.display(), stats.nfe);
-    write_samples(args, &x, meta, &title, None)?;
+    // A saved network's square dimensions are taken as images (the digits).
+    write_samples(args, &x, meta, &title, condition.as_ref(), true)?;
     let mean = x.mean_dim(0, false, Kind::Double);
     let std = x.std_dim(0, true, false);
+    let conditioned = match &condition {
+        Some(c) => format!(
+            "; RMS distance to the condition {:.4}",
+            (x.to_kind(Kind::Double) - c)
+                .square()
+                .mean(Kind::Double)
+                .sqrt()
+                .double_value(&[])
+        ),
+        None => String::new(),
+    };
     println!(
-        "{}: {} samples of dimension {}, {} NFE; per-dimension mean {:.4} .. {:.4}, std {:.4} .. {:.4}; wrote {}",
+        "{}: {} samples of dimension {}, {} NFE; per-dimension mean {:.4} .. {:.4}, std {:.4} .. {:.4}{conditioned}; wrote {}",
         s.name(),
-        args.samples,
+        n,
         config.shape.dim,
         stats.nfe,
         mean.min().double_value(&[]),
@@ -213,7 +377,8 @@ pub fn run(args: Args) -> Result<()> {
         "r3" => r3(args.seed)?,
         other => bail!("unknown --problem `{other}` (r1, r2, r3)"),
     };
-    if args.samples < 2 {
+    let n = args.samples.unwrap_or(1000);
+    if n < 2 {
         bail!("--samples must be at least 2");
     }
     let param: Parameterization = args.param.parse()?;
@@ -228,17 +393,15 @@ pub fn run(args: Args) -> Result<()> {
     }
     let times = grid.times(&*problem.process, steps, problem.t_start, problem.t_end)?;
     let mut rng = graft_diffusion::noise::seeded_rng(args.seed);
-    let x_start =
-        problem
-            .gmm
-            .sample_marginal(&*problem.process, times[0], args.samples, &mut rng)?;
+    let x_start = problem
+        .gmm
+        .sample_marginal(&*problem.process, times[0], n, &mut rng)?;
     let model = GmmModel::new(problem.gmm.clone(), problem.process.clone(), param);
     let mut noise = noise_source(&args, problem.t_end, problem.t_start)?;
     let (x, stats) = s.sample(&*problem.process, &model, &x_start, &times, noise.as_mut())?;
-    let reference =
-        problem
-            .gmm
-            .sample_marginal(&*problem.process, problem.t_end, args.samples, &mut rng)?;
+    let reference = problem
+        .gmm
+        .sample_marginal(&*problem.process, problem.t_end, n, &mut rng)?;
     let bw = median_distance(&reference)?;
     let mmd = mmd2_unbiased(&x, &reference, bw, &[0.5, 1.0, 2.0])?;
     let modes = mode_stats(&x, &problem.gmm)?;
@@ -250,11 +413,11 @@ pub fn run(args: Args) -> Result<()> {
         ("seed", args.seed.to_string()),
     ];
     let title = format!("{} on {}: {} NFE", s.name(), args.problem, stats.nfe);
-    write_samples(&args, &x, meta, &title, Some(&reference))?;
+    write_samples(&args, &x, meta, &title, Some(&reference), false)?;
     println!(
         "{}: {} samples, {} NFE; MMD² {mmd:.3e}, mode TV {:.4}, coverage {}/{}, std ratio {:.4}, outliers {:.4}; wrote {}",
         s.name(),
-        args.samples,
+        n,
         stats.nfe,
         modes.tv,
         modes.coverage,

@@ -139,8 +139,26 @@ impl MlpDenoiser {
         self.cond = cond;
     }
 
+    /// The condition `eval` uses, if set.
+    pub fn condition(&self) -> Option<&Tensor> {
+        self.cond.as_ref()
+    }
+
+    /// Replaces the process (e.g. the same schedule with a per-sample μ).
+    pub fn set_process(&mut self, process: Rc<dyn Process>) {
+        self.process = process;
+    }
+
     fn forward(&self, x: &Tensor, lams: &[f64], cond: Option<&Tensor>) -> Result<Tensor> {
-        let n = x.size()[0];
+        let xs = x.size();
+        if xs.len() != 2 || xs[1] != self.shape.dim {
+            return Err(Error::ShapeMismatch {
+                what: "denoiser input x [n, dim]",
+                expected: vec![-1, self.shape.dim],
+                actual: xs,
+            });
+        }
+        let n = xs[0];
         let mut emb = embed(lams);
         if lams.len() == 1 {
             emb = emb.expand([n, 2 * FREQS as i64], false);
@@ -148,6 +166,13 @@ impl MlpDenoiser {
         let mut parts = vec![x.to_kind(Kind::Float)];
         if self.shape.cond_dim > 0 {
             let c = cond.ok_or_else(|| Error::Config("this denoiser needs a condition".into()))?;
+            if c.size() != [n, self.shape.cond_dim] {
+                return Err(Error::ShapeMismatch {
+                    what: "denoiser condition [n, cond_dim]",
+                    expected: vec![n, self.shape.cond_dim],
+                    actual: c.size(),
+                });
+            }
             parts.push(c.to_kind(Kind::Float));
         }
         parts.push(emb);

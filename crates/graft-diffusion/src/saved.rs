@@ -10,6 +10,18 @@
 //!  "process": {"kind": "mean_reverting_cosine", "eps": 0.005, "sigma_inf": 1.0},
 //!  "t_start": 1.0, "t_end": 0.001, "lambda_min": null}
 //! ```
+//!
+//! A conditional network (`cond_dim > 0`) also records how its condition is
+//! used, e.g. the L2 digits restorer, whose condition is the degraded image
+//! and, per sample, the μ its mean-reverting process reverts to:
+//!
+//! ```text
+//!  "condition": {"dim": 64, "is_process_mean": true}
+//! ```
+//!
+//! The field is optional (absent: unconditional), so files written before it
+//! existed load unchanged. A process-mean condition is not stored with the
+//! network: [`bind_condition`] rebuilds the process with μ = the condition.
 
 use crate::learned::{MlpDenoiser, MlpShape};
 use crate::param::Parameterization;
@@ -99,6 +111,16 @@ impl ProcessSpec {
     }
 }
 
+/// How a conditional network's condition is used (`config.json`'s `condition`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConditionSpec {
+    /// The condition's dimension (equal to the shape's `cond_dim`).
+    pub dim: i64,
+    /// Whether the condition is also, per sample, the μ of the
+    /// mean-reverting process (restoration: μ is the degraded input).
+    pub is_process_mean: bool,
+}
+
 /// A saved denoiser's `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedConfig {
@@ -118,6 +140,10 @@ pub struct SavedConfig {
     pub t_end: f64,
     /// λ_min for uniform-λ grids, if the process wants one.
     pub lambda_min: Option<f64>,
+    /// How the condition is used (`None`: unconditional, or a file written
+    /// before this field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<ConditionSpec>,
 }
 
 impl SavedConfig {
@@ -138,7 +164,50 @@ impl SavedConfig {
             t_start,
             t_end,
             lambda_min: None,
+            condition: None,
         }
+    }
+
+    /// The same configuration for a conditional network used as `condition` says.
+    pub fn with_condition(mut self, condition: ConditionSpec) -> Self {
+        self.condition = Some(condition);
+        self
+    }
+
+    /// Whether the condition is the process's per-sample μ.
+    pub fn condition_is_process_mean(&self) -> bool {
+        self.condition.is_some_and(|c| c.is_process_mean)
+    }
+
+    /// Checks that `condition` agrees with the shape and the process.
+    fn check_condition(&self) -> std::result::Result<(), String> {
+        let Some(c) = self.condition else {
+            return Ok(());
+        };
+        if c.dim != self.shape.cond_dim || c.dim < 1 {
+            return Err(format!(
+                "the condition's dimension {} is not the network's cond_dim {} (a condition needs cond_dim >= 1)",
+                c.dim, self.shape.cond_dim
+            ));
+        }
+        if c.is_process_mean {
+            if c.dim != self.shape.dim {
+                return Err(format!(
+                    "a process-mean condition must have the data dimension {}, not {}",
+                    self.shape.dim, c.dim
+                ));
+            }
+            if !matches!(
+                self.process,
+                ProcessSpec::MeanRevertingTable { .. } | ProcessSpec::MeanRevertingCosine { .. }
+            ) {
+                return Err(format!(
+                    "a process-mean condition needs a mean-reverting process, not {:?}",
+                    self.process
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -152,9 +221,17 @@ pub fn save(net: &MlpDenoiser, config: &SavedConfig, dir: &Path) -> Result<()> {
             net.shape()
         )));
     }
+    if config.shape.cond_dim > 0 && config.condition.is_none() {
+        return Err(Error::Config(format!(
+            "the network is conditional (cond_dim {}): its configuration must say how the condition is used (SavedConfig::with_condition)",
+            config.shape.cond_dim
+        )));
+    }
+    config.check_condition().map_err(Error::Config)?;
     let staging = StagingDir::create(dir)?;
     let mut tensors = graft_nn::models::varstore_tensors(net.var_store());
-    if let Some(mu) = net.process().mu() {
+    // A process-mean condition is per-sample data, not part of the model.
+    if let (Some(mu), false) = (net.process().mu(), config.condition_is_process_mean()) {
         tensors.push((MU_TENSOR.into(), mu.to_kind(Kind::Double)));
     }
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
@@ -185,9 +262,14 @@ pub fn load(dir: &Path) -> Result<(MlpDenoiser, SavedConfig)> {
             config.version
         )));
     }
+    config
+        .check_condition()
+        .map_err(|e| Error::Config(format!("{}: {e}", config_path.display())))?;
     let weights = dir.join(WEIGHTS_FILE);
     let ckpt = Checkpoint::open(&weights)?;
-    let mu = if ckpt.contains(MU_TENSOR) {
+    let mu = if config.condition_is_process_mean() {
+        None // bound per sample by `bind_condition`
+    } else if ckpt.contains(MU_TENSOR) {
         Some(ckpt.tensor(MU_TENSOR)?)
     } else {
         None
@@ -196,4 +278,56 @@ pub fn load(dir: &Path) -> Result<(MlpDenoiser, SavedConfig)> {
     let mut net = MlpDenoiser::new(process, config.shape, config.parameterization, 0);
     graft_nn::models::load_varstore(net.var_store_mut(), &weights)?;
     Ok((net, config))
+}
+
+/// Binds a loaded conditional denoiser to its conditions for `n` samples:
+/// `cond` is `[n, dim]`, or `[dim]` broadcast to `n` rows. The network is then
+/// evaluated with them and, when the condition is the process mean, its
+/// process is rebuilt with μ = the conditions (so samplers and the prior
+/// `μ + σ∞ z` use them). Returns the conditions as `[n, dim]` f64.
+///
+/// Errors: an unconditional network, a conditional one whose configuration
+/// does not say how the condition is used, a wrong shape or dimension, or a
+/// row count other than `n`.
+pub fn bind_condition(
+    net: &mut MlpDenoiser,
+    config: &SavedConfig,
+    cond: &Tensor,
+    n: usize,
+) -> Result<Tensor> {
+    let dim = config.shape.cond_dim;
+    if dim == 0 {
+        return Err(Error::Config(
+            "this denoiser is unconditional (cond_dim 0): it takes no condition".into(),
+        ));
+    }
+    let Some(spec) = config.condition else {
+        return Err(Error::Config(format!(
+            "this denoiser is conditional (cond_dim {dim}) but its config.json has no `condition` saying how the condition is used"
+        )));
+    };
+    let size = cond.size();
+    let rows = match size.as_slice() {
+        [d] if *d == dim => cond.unsqueeze(0).expand([n as i64, dim], false),
+        [m, d] if *d == dim && *m == n as i64 => cond.shallow_clone(),
+        [m, d] if *d == dim => {
+            return Err(Error::Config(format!(
+                "the condition has {m} rows but {n} samples were asked for"
+            )));
+        }
+        _ => {
+            return Err(Error::Config(format!(
+                "the condition has shape {size:?}; this denoiser needs [n, {dim}] or [{dim}]"
+            )));
+        }
+    };
+    let rows = rows.to_kind(Kind::Double).contiguous();
+    if rows.isfinite().all().int64_value(&[]) != 1 {
+        return Err(Error::Config("the condition has non-finite values".into()));
+    }
+    if spec.is_process_mean {
+        net.set_process(config.process.build(Some(rows.shallow_clone()))?);
+    }
+    net.set_condition(Some(rows.to_kind(Kind::Float)));
+    Ok(rows)
 }

@@ -77,3 +77,30 @@ fn the_same_seed_gives_the_same_network() {
         .unwrap();
     assert!(graft_tensor::testing::bitwise_equal(&a, &b));
 }
+
+#[test]
+fn wrong_input_or_condition_shapes_are_errors_not_crashes() {
+    let p = cosine(1.0, None);
+    let shape = MlpShape {
+        dim: 2,
+        cond_dim: 3,
+        hidden: 8,
+        layers: 1,
+    };
+    let mut net = MlpDenoiser::new(p, shape, P::Noise, 0);
+    let x = graft_tensor::tch::Tensor::zeros([4, 2], (Kind::Float, graft_tensor::tch::Device::Cpu));
+    let err = net.eval(&x, 0.5).unwrap_err().to_string();
+    assert!(err.contains("needs a condition"), "{err}");
+    net.set_condition(Some(x.zeros_like())); // [4, 2], not [4, 3]
+    let err = net.eval(&x, 0.5).unwrap_err().to_string();
+    assert!(err.contains("condition") && err.contains("[4, 3]"), "{err}");
+    net.set_condition(Some(graft_tensor::tch::Tensor::zeros(
+        [4, 3],
+        (Kind::Float, graft_tensor::tch::Device::Cpu),
+    )));
+    assert_eq!(net.eval(&x, 0.5).unwrap().size(), [4, 2]);
+    let wide =
+        graft_tensor::tch::Tensor::zeros([4, 5], (Kind::Float, graft_tensor::tch::Device::Cpu));
+    let err = net.eval(&wide, 0.5).unwrap_err().to_string();
+    assert!(err.contains("[-1, 2]") && err.contains("[4, 5]"), "{err}");
+}
