@@ -1,5 +1,7 @@
-//! DMCMC's Denoising Langevin Gibbs: NFE accounting (n_skip + integrator),
-//! chains descend to low noise, sampled levels follow the posterior, bad configs refused.
+//! DMCMC's Denoising Langevin Gibbs: NFE accounting (n_skip + integrator,
+//! +1 with the Tweedie step), chains descend to low noise, sampled levels
+//! follow the posterior, the Tweedie step is the oracle's posterior mean, bad
+//! configs refused.
 
 mod common;
 
@@ -9,8 +11,9 @@ use graft_diffusion::gmm::{Gmm, GmmModel};
 use graft_diffusion::grid::StepGrid;
 use graft_diffusion::noise::SeededNoise;
 use graft_diffusion::param::Parameterization;
-use graft_diffusion::process::{Process, Ve};
+use graft_diffusion::process::{MeanReverting, Process, Ve};
 use graft_diffusion::samplers::{Dlg, EdmHeun, ExactLevels, LevelChoice};
+use graft_tensor::tch::Tensor;
 use std::rc::Rc;
 
 fn setup() -> (Rc<Ve>, Gmm, GmmModel) {
@@ -160,4 +163,207 @@ fn bad_dlg_configurations_are_refused() {
         "{:?}",
         err.err()
     );
+}
+
+/// Two identical chain sets emitted with the same seeds, without and with the
+/// Tweedie step at `t_eps`: `(plain, with Tweedie, NFE plain, NFE Tweedie)`.
+fn emit_pair(
+    process: &dyn Process,
+    g: &Gmm,
+    model: &GmmModel,
+    d: &Dlg,
+    x: &Tensor,
+    t_eps: f64,
+) -> (Tensor, Tensor, usize, usize) {
+    let post = ExactLevels { gmm: g, process };
+    let heun = EdmHeun::deterministic();
+    let run = |tweedie: Option<f64>| {
+        let mut chains = d.start(x.copy());
+        let (mut noise, mut r) = (SeededNoise::new(7), rng(8));
+        d.burn_in(process, model, &post, &mut chains, 5, &mut noise, &mut r)
+            .unwrap();
+        d.emit_with_tweedie(
+            process,
+            model,
+            &post,
+            &heun,
+            &mut chains,
+            tweedie,
+            &mut noise,
+            &mut r,
+        )
+        .unwrap()
+    };
+    let (a, sa) = run(None);
+    let (b, sb) = run(Some(t_eps));
+    (a, b, sa.nfe, sb.nfe)
+}
+
+/// NFE per sample = n_skip + NFE(integrator) (+1 with Tweedie), spec §7.4-9;
+/// `emit` is `emit_with_tweedie(.., None, ..)` bit for bit.
+#[test]
+fn tweedie_adds_one_nfe_and_emit_is_the_step_free_case() {
+    let (ve, g, m) = setup();
+    let x = g.sample_marginal(&*ve, 0.5, 16, &mut rng(5)).unwrap();
+    let t_eps = ve.t_of_lambda(-(1e-2f64).ln()).unwrap();
+    for (n_skip, points) in [(1usize, 5usize), (3, 4)] {
+        let d = cfg(LevelChoice::Argmax, n_skip, points);
+        let (a, _, na, nb) = emit_pair(&*ve, &g, &m, &d, &x, t_eps);
+        assert_eq!(na, n_skip + 2 * points - 1);
+        assert_eq!(nb, n_skip + 2 * points - 1 + 1);
+        let post = ExactLevels {
+            gmm: &g,
+            process: &*ve,
+        };
+        let mut chains = d.start(x.copy());
+        let (mut noise, mut r) = (SeededNoise::new(7), rng(8));
+        d.burn_in(&*ve, &m, &post, &mut chains, 5, &mut noise, &mut r)
+            .unwrap();
+        let (e, st) = d
+            .emit(
+                &*ve,
+                &m,
+                &post,
+                &EdmHeun::deterministic(),
+                &mut chains,
+                &mut noise,
+                &mut r,
+            )
+            .unwrap();
+        assert_eq!(st.nfe, na);
+        assert_eq!(max_abs(&e, &a), 0.0);
+    }
+}
+
+/// With the exact GMM model (noise-predicting, so the step goes through the
+/// (x − (1−α)μ + σ² s)/α conversion), the Tweedie step equals the oracle's
+/// per-component posterior mean at t_ε, on VE (x + ε² s) and on a
+/// mean-reverting process with μ ≠ 0 and σ∞ ≠ 1; at another time it does not.
+#[test]
+fn tweedie_step_is_the_oracle_posterior_mean() {
+    let (ve, g, _) = setup();
+    let mr: Rc<dyn Process> = Rc::new(
+        MeanReverting::continuous_cosine(1e-3, 0.7, Some(t1(&[0.3, -0.2, 0.1]).unsqueeze(0)))
+            .unwrap(),
+    );
+    let cases: Vec<(Rc<dyn Process>, f64, f64)> = vec![
+        (ve.clone(), 1.0, ve.t_of_lambda(-(1e-2f64).ln()).unwrap()),
+        (mr.clone(), 0.999, 0.02),
+    ];
+    for (p, t_hi, t_eps) in cases {
+        let m = GmmModel::new(g.clone(), p.clone(), Parameterization::Noise);
+        let mut d = cfg(LevelChoice::Argmax, 2, 4);
+        d.levels = (0..30)
+            .map(|i| t_hi - i as f64 / 29.0 * (t_hi - 0.05))
+            .collect();
+        d.t_end = if p.sigma(0.0) > 0.0 { 0.0 } else { 1e-3 };
+        let x = g.sample_marginal(&*p, 0.3, 12, &mut rng(6)).unwrap();
+        let (plain, tw, _, _) = emit_pair(&*p, &g, &m, &d, &x, t_eps);
+        let want = g.data(&*p, &plain, t_eps).unwrap();
+        let err = max_abs(&tw, &want);
+        assert!(err < 1e-10, "Tweedie vs oracle x0: {err:e}");
+        // The step is not a no-op, and another ε_t gives another answer.
+        assert!(max_abs(&tw, &plain) > 1e-6, "Tweedie step did nothing");
+        let other = g.data(&*p, &plain, 3.0 * t_eps).unwrap();
+        assert!(max_abs(&tw, &other) > 1e-6, "t_eps did not matter");
+    }
+}
+
+#[test]
+fn tweedie_outside_the_process_or_at_zero_sigma_is_refused() {
+    let (ve, g, m) = setup();
+    let post = ExactLevels {
+        gmm: &g,
+        process: &*ve,
+    };
+    let d = cfg(LevelChoice::Argmax, 1, 3);
+    let heun = EdmHeun::deterministic();
+    let x = g.sample_marginal(&*ve, 0.5, 4, &mut rng(0)).unwrap();
+    let mut chains = d.start(x.shallow_clone());
+    let err = d.emit_with_tweedie(
+        &*ve,
+        &m,
+        &post,
+        &heun,
+        &mut chains,
+        Some(1.5),
+        &mut SeededNoise::new(0),
+        &mut rng(0),
+    );
+    assert!(
+        matches!(err, Err(Error::TimeOutOfRange { .. })),
+        "{:?}",
+        err.err()
+    );
+    let vp: Rc<dyn Process> = Rc::new(MeanReverting::vp());
+    let mv = GmmModel::new(g.clone(), vp.clone(), Parameterization::Noise);
+    let post = ExactLevels {
+        gmm: &g,
+        process: &*vp,
+    };
+    let mut d = cfg(LevelChoice::Argmax, 1, 3);
+    d.levels = vec![0.9, 0.5, 0.2];
+    d.t_end = 1e-3;
+    let err = d.emit_with_tweedie(
+        &*vp,
+        &mv,
+        &post,
+        &heun,
+        &mut chains,
+        Some(0.0),
+        &mut SeededNoise::new(0),
+        &mut rng(0),
+    );
+    assert!(
+        matches!(err, Err(Error::SigmaZero { .. })),
+        "{:?}",
+        err.err()
+    );
+}
+
+/// One Langevin step of DLG on a mean-reverting process whose μ is a `[d]`
+/// vector, with a level group of a single chain: `x + (η/2) s(x, t_j) + √η z`
+/// row by row, against the oracle score (the evaluator must broadcast μ
+/// against a `[1, d]` group).
+#[test]
+fn langevin_step_with_a_vector_mu_and_a_one_chain_level_group() {
+    let g = setup().1;
+    let mu = t1(&[0.3, -0.2, 0.1]);
+    let p: Rc<dyn Process> =
+        Rc::new(MeanReverting::continuous_cosine(1e-3, 0.7, Some(mu)).unwrap());
+    let m = GmmModel::new(g.clone(), p.clone(), Parameterization::Noise);
+    let post = ExactLevels {
+        gmm: &g,
+        process: &*p,
+    };
+    let mut d = cfg(LevelChoice::Argmax, 1, 3);
+    d.levels = vec![0.8, 0.5, 0.2];
+    let x = g.sample_marginal(&*p, 0.5, 3, &mut rng(9)).unwrap();
+    let mut chains = d.start(x.copy());
+    chains.level = vec![0, 1, 1];
+    d.burn_in(
+        &*p,
+        &m,
+        &post,
+        &mut chains,
+        1,
+        &mut SeededNoise::new(3),
+        &mut rng(0),
+    )
+    .unwrap();
+    let z = graft_diffusion::noise::NoiseSource::standard_normal(
+        &mut SeededNoise::new(3),
+        &x,
+        0.0,
+        0.0,
+    )
+    .unwrap();
+    for (i, j) in [(0i64, 0usize), (1, 1), (2, 1)] {
+        let xi = x.get(i).unsqueeze(0);
+        let want = &xi
+            + g.score(&*p, &xi, d.levels[j]).unwrap() * (d.eta / 2.0)
+            + z.get(i).unsqueeze(0) * d.eta.sqrt();
+        let err = max_abs(&chains.x.get(i).unsqueeze(0), &want);
+        assert!(err < 1e-12, "row {i}: {err:e}");
+    }
 }

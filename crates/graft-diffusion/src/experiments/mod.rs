@@ -4,6 +4,7 @@
 //! third-order multistep variants; DMCMC on R2 as a VE problem; at full
 //! size, the learned models L1 (2-D) and L2 (digits restoration).
 
+mod dmcmc_digits;
 mod learned;
 pub mod problems;
 mod sweep;
@@ -28,6 +29,7 @@ pub fn run(ctx: &ExperimentContext) -> crate::Result<Outcome> {
         parts.push(("l1", learned::l1));
         parts.push(("l2", learned::l2));
     }
+    parts.push(("l3", dmcmc_digits::l3));
     // The tensors here are small: one libtorch thread avoids OpenMP barriers
     // (measured 2x faster on the 2-core machine); restored afterwards.
     let threads = graft_tensor::tch::get_num_threads();

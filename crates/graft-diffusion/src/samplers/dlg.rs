@@ -3,7 +3,8 @@
 //! iteration is one Langevin step on `p_{σ_j}` (1 NFE) and a level update from a
 //! level posterior (argmax, as the reference notebook, or a sample: exact
 //! Gibbs). Every `n_skip` iterations each chain emits its visited state of
-//! smallest σ, denoised by any integrator started at that state's level.
+//! smallest σ, denoised by any integrator started at that state's level and
+//! optionally finished by one Tweedie step ([`Dlg::emit_with_tweedie`]).
 
 use super::{Sampler, Stats};
 use crate::gmm::Gmm;
@@ -186,7 +187,8 @@ impl Dlg {
 
     /// Runs `n_skip` iterations and emits one sample per chain: the visited state
     /// of smallest σ, denoised by `integrator` from its level. Per-sample NFE is
-    /// `n_skip` + the integrator's; classifier calls `n_skip`.
+    /// `n_skip` + the integrator's; classifier calls `n_skip`. The same as
+    /// [`Dlg::emit_with_tweedie`] without the Tweedie step.
     #[allow(clippy::too_many_arguments)]
     pub fn emit(
         &self,
@@ -198,7 +200,36 @@ impl Dlg {
         noise: &mut dyn NoiseSource,
         rng: &mut ChaCha8Rng,
     ) -> Result<(Tensor, Stats)> {
+        self.emit_with_tweedie(process, model, post, integrator, chains, None, noise, rng)
+    }
+
+    /// [`Dlg::emit`] with an optional final Tweedie step (spec §4 "Emission"):
+    /// with `tweedie = Some(t_ε)` the integrator's output x is read as a noisy
+    /// sample at time `t_ε` and replaced by the posterior mean
+    /// `x̂0 = (x − (1−α)μ + σ² s(x, t_ε))/α` at `t_ε` (for VE/EDM `x + ε_t² s`),
+    /// one more model call per sample: NFE = `n_skip` + integrator + 1.
+    /// `t_ε` is a process time (for a VE or EDM process, the time of the
+    /// noise level ε_t is `process.t_of_lambda(-ε_t.ln())`); it must lie in the
+    /// process's time range with σ > 0.
+    #[allow(clippy::too_many_arguments)]
+    pub fn emit_with_tweedie(
+        &self,
+        process: &dyn Process,
+        model: &dyn Model,
+        post: &dyn LevelPosterior,
+        integrator: &dyn Sampler,
+        chains: &mut Chains,
+        tweedie: Option<f64>,
+        noise: &mut dyn NoiseSource,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(Tensor, Stats)> {
         self.check()?;
+        if let Some(t) = tweedie {
+            process.check_t(t)?;
+            if !(process.sigma(t) > 0.0) {
+                return Err(Error::SigmaZero { t });
+            }
+        }
         let ev = Evaluator::new(process, model);
         let mut best_x = chains.x.copy();
         let mut best = chains.level.clone();
@@ -228,11 +259,19 @@ impl Dlg {
             integ_nfe = integ_nfe.max(st.nfe);
             let _ = out.index_copy_(0, &idx, &x0);
         }
-        best_x = out;
+        let mut nfe = self.n_skip + integ_nfe;
+        if let Some(t) = tweedie {
+            // Tweedie's posterior mean at t_ε: the evaluator's exact x̂0
+            // conversion of any parameterization, (y + σ² s)/α on centered y.
+            let tw = Evaluator::new(process, model);
+            let y = crate::process::centered(process, &out);
+            out = crate::process::uncentered(process, &tw.data(&y, t)?);
+            nfe += tw.nfe();
+        }
         Ok((
-            best_x,
+            out,
             Stats {
-                nfe: self.n_skip + integ_nfe,
+                nfe,
                 classifier_calls: self.n_skip,
             },
         ))
