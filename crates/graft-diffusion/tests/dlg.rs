@@ -37,6 +37,7 @@ fn cfg(choice: LevelChoice, n_skip: usize, points: usize) -> Dlg {
         grid: StepGrid::Karras { rho: 7.0 },
         steps: points - 1,
         t_end: 0.0,
+        tweedie: None,
     }
 }
 
@@ -182,13 +183,16 @@ fn emit_pair(
         let (mut noise, mut r) = (SeededNoise::new(7), rng(8));
         d.burn_in(process, model, &post, &mut chains, 5, &mut noise, &mut r)
             .unwrap();
-        d.emit_with_tweedie(
+        let d = Dlg {
+            tweedie,
+            ..d.clone()
+        };
+        d.emit(
             process,
             model,
             &post,
             &heun,
             &mut chains,
-            tweedie,
             &mut noise,
             &mut r,
         )
@@ -200,7 +204,7 @@ fn emit_pair(
 }
 
 /// NFE per sample = n_skip + NFE(integrator) (+1 with Tweedie), spec §7.4-9;
-/// `emit` is `emit_with_tweedie(.., None, ..)` bit for bit.
+/// without Tweedie the emission is the plain one, bit for bit.
 #[test]
 fn tweedie_adds_one_nfe_and_emit_is_the_step_free_case() {
     let (ve, g, m) = setup();
@@ -280,13 +284,16 @@ fn tweedie_outside_the_process_or_at_zero_sigma_is_refused() {
     let heun = EdmHeun::deterministic();
     let x = g.sample_marginal(&*ve, 0.5, 4, &mut rng(0)).unwrap();
     let mut chains = d.start(x.shallow_clone());
-    let err = d.emit_with_tweedie(
+    let d = Dlg {
+        tweedie: Some(1.5),
+        ..d
+    };
+    let err = d.emit(
         &*ve,
         &m,
         &post,
         &heun,
         &mut chains,
-        Some(1.5),
         &mut SeededNoise::new(0),
         &mut rng(0),
     );
@@ -304,13 +311,13 @@ fn tweedie_outside_the_process_or_at_zero_sigma_is_refused() {
     let mut d = cfg(LevelChoice::Argmax, 1, 3);
     d.levels = vec![0.9, 0.5, 0.2];
     d.t_end = 1e-3;
-    let err = d.emit_with_tweedie(
+    d.tweedie = Some(0.0);
+    let err = d.emit(
         &*vp,
         &mv,
         &post,
         &heun,
         &mut chains,
-        Some(0.0),
         &mut SeededNoise::new(0),
         &mut rng(0),
     );

@@ -50,6 +50,22 @@ pub fn lincomb(terms: &[(f64, &Tensor)]) -> Result<Tensor> {
     acc.ok_or_else(|| Error::Invalid("lincomb needs at least one term".to_string()))
 }
 
+/// The broadcast shape of `shapes` under libtorch's rules (None: incompatible).
+fn broadcast_shape(shapes: &[Vec<i64>]) -> Option<Vec<i64>> {
+    let dims = shapes.iter().map(Vec::len).max()?;
+    let mut out = vec![1i64; dims];
+    for s in shapes {
+        for (o, &d) in out[dims - s.len()..].iter_mut().zip(s) {
+            if *o == 1 {
+                *o = d;
+            } else if d != 1 && d != *o {
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
 /// Whether `term`'s shape is `out`'s shape or a suffix of it (leading 1s ignored).
 fn broadcasts_as_suffix(term: &[i64], out: &[i64]) -> bool {
     let first = term.iter().position(|&d| d != 1).unwrap_or(term.len());
@@ -90,19 +106,20 @@ fn fast_path(terms: &[(f64, &Tensor)]) -> Option<Tensor> {
     if !matches!(kind, Kind::Float | Kind::Double) {
         return None;
     }
-    // The output takes the shape of the largest term.
-    let (_, widest) = terms.iter().max_by_key(|(_, t)| t.numel())?;
-    let shape = widest.size();
-    let n = widest.numel();
-    if n == 0 {
+    // The output takes libtorch's broadcast shape of all terms.
+    let shapes: Vec<Vec<i64>> = terms.iter().map(|(_, t)| t.size()).collect();
+    let shape = broadcast_shape(&shapes)?;
+    let n = shape.iter().product::<i64>();
+    if n <= 0 {
         return None;
     }
-    for (_, t) in terms {
+    let n = n as usize;
+    for ((_, t), size) in terms.iter().zip(&shapes) {
         if t.device() != Device::Cpu
             || t.kind() != kind
             || !t.is_contiguous()
             || t.requires_grad()
-            || !broadcasts_as_suffix(&t.size(), &shape)
+            || !broadcasts_as_suffix(size, &shape)
         {
             return None;
         }
@@ -129,7 +146,100 @@ fn run<T: Elem>(terms: &[(f64, &Tensor)], out: &Tensor, n: usize) {
         })
         .collect();
     let dst = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut T, n) };
-    combine(&inputs, dst);
+    if !combine_rows(&inputs, dst) {
+        combine(&inputs, dst);
+    }
+}
+
+/// The common shapes, fast: every term is full-size, one row of `period`
+/// elements repeated (a `[d]` mean), or a scalar. Up to 6 non-scalar terms are
+/// combined in registers, one pass, with AVX2 where the CPU has it. Returns
+/// false (nothing written) for other shapes.
+fn combine_rows<T: Elem>(inputs: &[(f64, &[T])], dst: &mut [T]) -> bool {
+    let n = dst.len();
+    let mut constant = 0.0;
+    let mut rest: Vec<(f64, &[T])> = Vec::with_capacity(inputs.len());
+    for &(c, src) in inputs {
+        if src.len() == 1 && n != 1 {
+            constant += c * src[0].widen();
+        } else {
+            rest.push((c, src));
+        }
+    }
+    let period = rest
+        .iter()
+        .map(|(_, s)| s.len())
+        .filter(|&l| l != n)
+        .max()
+        .unwrap_or(n);
+    if period == 0 || n % period != 0 || rest.iter().any(|(_, s)| s.len() != n && s.len() != period)
+    {
+        return false;
+    }
+    macro_rules! dispatch {
+        ($($k:literal)*) => {
+            match rest.len() {
+                $($k => rows_dispatch::<T, $k>(constant, &rest, dst, period),)*
+                _ => return false,
+            }
+        };
+    }
+    dispatch!(0 1 2 3 4 5 6);
+    true
+}
+
+fn rows_dispatch<T: Elem, const N: usize>(
+    constant: f64,
+    terms: &[(f64, &[T])],
+    dst: &mut [T],
+    period: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { rows_avx2::<T, N>(constant, terms, dst, period) };
+        return;
+    }
+    rows::<T, N>(constant, terms, dst, period);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn rows_avx2<T: Elem, const N: usize>(
+    constant: f64,
+    terms: &[(f64, &[T])],
+    dst: &mut [T],
+    period: usize,
+) {
+    rows::<T, N>(constant, terms, dst, period);
+}
+
+#[inline(always)]
+fn rows<T: Elem, const N: usize>(
+    constant: f64,
+    terms: &[(f64, &[T])],
+    dst: &mut [T],
+    period: usize,
+) {
+    let n = dst.len();
+    let coef: [f64; N] = std::array::from_fn(|k| terms[k].0);
+    for (r, out) in dst.chunks_mut(period).enumerate() {
+        let srcs: [&[T]; N] = std::array::from_fn(|k| {
+            let s = terms[k].1;
+            if s.len() == n {
+                &s[r * period..r * period + out.len()]
+            } else {
+                &s[..out.len()]
+            }
+        });
+        for (j, o) in out.iter_mut().enumerate() {
+            let mut acc = constant;
+            for k in 0..N {
+                acc += coef[k] * srcs[k][j].widen();
+            }
+            *o = T::narrow(acc);
+        }
+    }
 }
 
 /// The fused loop: `dst[i] = Σ_k c_k · src_k[i mod len_k]`, blockwise in f64.
@@ -181,5 +291,17 @@ mod tests {
         assert!(broadcasts_as_suffix(&[1], &[4, 3]));
         assert!(!broadcasts_as_suffix(&[4, 1], &[4, 3]));
         assert!(!broadcasts_as_suffix(&[4], &[4, 3]));
+    }
+
+    #[test]
+    fn broadcast_shapes_follow_libtorch() {
+        assert_eq!(broadcast_shape(&[vec![1, 3], vec![3]]), Some(vec![1, 3]));
+        assert_eq!(broadcast_shape(&[vec![3], vec![1, 3]]), Some(vec![1, 3]));
+        assert_eq!(
+            broadcast_shape(&[vec![2, 1, 3], vec![1, 1, 1, 3]]),
+            Some(vec![1, 2, 1, 3])
+        );
+        assert_eq!(broadcast_shape(&[vec![4, 3], vec![2, 3]]), None);
+        assert_eq!(broadcast_shape(&[vec![], vec![5]]), Some(vec![5]));
     }
 }

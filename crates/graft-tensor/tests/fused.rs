@@ -11,7 +11,7 @@ use proptest::prelude::*;
 fn reference(terms: &[(f64, &Tensor)]) -> Tensor {
     let mut acc = terms[0].1.to_kind(Kind::Double) * terms[0].0;
     for (c, t) in &terms[1..] {
-        acc = acc + t.to_kind(Kind::Double) * *c;
+        acc += t.to_kind(Kind::Double) * *c;
     }
     acc
 }
@@ -75,6 +75,25 @@ fn the_fast_path_rounds_once() {
 }
 
 #[test]
+fn the_output_has_libtorchs_broadcast_shape() {
+    // Equal element counts, different ranks: [1, d] + [d] is [1, d] either way round.
+    let cases: [(&[i64], &[i64]); 4] = [
+        (&[1, 3], &[3]),
+        (&[3], &[1, 3]),
+        (&[2, 1, 3], &[1, 1, 1, 3]),
+        (&[1, 1, 4], &[1]),
+    ];
+    for (a, b) in cases {
+        let x = Tensor::randn(a, (Kind::Float, Device::Cpu));
+        let y = Tensor::randn(b, (Kind::Float, Device::Cpu));
+        let got = lincomb(&[(1.0, &x), (2.0, &y)]).unwrap();
+        let want = &x + &y * 2.0;
+        assert_eq!(got.size(), want.size(), "{a:?} + {b:?}");
+        assert!(max_abs_diff(&got, &want) < 1e-6);
+    }
+}
+
+#[test]
 fn strided_and_mixed_kind_terms_fall_back_to_libtorch() {
     tch::manual_seed(1);
     let a = Tensor::randn([5, 4], (Kind::Float, Device::Cpu));
@@ -106,4 +125,29 @@ fn bad_terms_are_errors_not_panics() {
     let b = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
     let err = lincomb(&[(1.0, &a), (1.0, &b)]).unwrap_err().to_string();
     assert!(err.contains('4') && err.contains('2'), "{err}");
+}
+
+#[test]
+fn many_terms_and_nested_broadcasts_take_the_blocked_loop_and_agree() {
+    tch::manual_seed(3);
+    // Eight full-size terms (more than the register kernel's six).
+    let ts: Vec<Tensor> = (0..8)
+        .map(|_| Tensor::randn([7, 300], (Kind::Double, Device::Cpu)))
+        .collect();
+    let terms: Vec<(f64, &Tensor)> = ts
+        .iter()
+        .enumerate()
+        .map(|(k, t)| (k as f64 - 3.5, t))
+        .collect();
+    assert!(max_abs_diff(&lincomb(&terms).unwrap(), &reference(&terms)) < 1e-13);
+    // Two different broadcast periods: [3, 4] and [4] over [5, 3, 4].
+    for kind in [Kind::Float, Kind::Double] {
+        let a = Tensor::randn([5, 3, 4], (kind, Device::Cpu));
+        let b = Tensor::randn([3, 4], (kind, Device::Cpu));
+        let c = Tensor::randn([4], (kind, Device::Cpu));
+        let terms = [(1.5, &a), (-2.0, &b), (0.25, &c)];
+        let got = lincomb(&terms).unwrap();
+        assert_eq!(got.size(), vec![5, 3, 4]);
+        assert!(max_abs_diff(&got, &reference(&terms)) < 1e-5);
+    }
 }

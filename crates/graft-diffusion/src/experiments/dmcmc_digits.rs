@@ -357,6 +357,7 @@ Floor (clean training digits vs the test digits): MMD² {floor_mean:.3e} ± {flo
                     grid: karras.clone(),
                     steps: points - 1,
                     t_end: 0.0,
+                    tweedie: tweedie.then_some(0.0),
                 };
                 // With Tweedie: Heun stops at σ_min (no final Euler step to 0) and
                 // the Tweedie step at σ_min = 0.01 (t = 0) finishes, as DMCMC does.
@@ -372,13 +373,12 @@ Floor (clean training digits vs the test digits): MMD² {floor_mean:.3e} ± {flo
                         .collect();
                 let mut r: ChaCha8Rng = seeded_rng(derive_seed(ctx.seed, "l3/dlg-levels"));
                 cfg.burn_in(process, &model, &cls, &mut chains, 20, &mut noise, &mut r)?;
-                let (x, st) = cfg.emit_with_tweedie(
+                let (x, st) = cfg.emit(
                     process,
                     &model,
                     &cls,
                     &integ,
                     &mut chains,
-                    tweedie.then_some(0.0),
                     &mut noise,
                     &mut r,
                 )?;

@@ -741,6 +741,7 @@ pub(super) fn dlg(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
             grid: karras.clone(),
             steps: points - 1,
             t_end: 0.0,
+            tweedie: None,
         };
         let mut chains = cfg.start(x_init.copy());
         let logp = post.log_posterior_of(&chains.x, &levels)?;

@@ -4,7 +4,7 @@
 //! level posterior (argmax, as the reference notebook, or a sample: exact
 //! Gibbs). Every `n_skip` iterations each chain emits its visited state of
 //! smallest σ, denoised by any integrator started at that state's level and
-//! optionally finished by one Tweedie step ([`Dlg::emit_with_tweedie`]).
+//! optionally finished by one Tweedie step ([`Dlg::tweedie`]).
 
 use super::{Sampler, Stats};
 use crate::gmm::Gmm;
@@ -74,6 +74,10 @@ pub struct Dlg {
     pub steps: usize,
     /// Where the integrator ends.
     pub t_end: f64,
+    /// Tweedie's final step at this process time t_ε (spec §4 "Emission"; one
+    /// more NFE per sample); `None`: off. For a VE or EDM process the time of
+    /// the noise level ε_t is `process.t_of_lambda(-ε_t.ln())`.
+    pub tweedie: Option<f64>,
 }
 
 /// The chains: one state and level per row.
@@ -186,9 +190,12 @@ impl Dlg {
     }
 
     /// Runs `n_skip` iterations and emits one sample per chain: the visited state
-    /// of smallest σ, denoised by `integrator` from its level. Per-sample NFE is
-    /// `n_skip` + the integrator's; classifier calls `n_skip`. The same as
-    /// [`Dlg::emit_with_tweedie`] without the Tweedie step.
+    /// of smallest σ, denoised by `integrator` from its level. With
+    /// [`Dlg::tweedie`] = `Some(t_ε)` the integrator's output x is then read as
+    /// a noisy sample at time `t_ε` and replaced by the posterior mean
+    /// `x̂0 = (x − (1−α)μ + σ² s(x, t_ε))/α` (for VE/EDM `x + ε_t² s`); `t_ε`
+    /// must lie in the process's time range with σ > 0. Per-sample NFE is
+    /// `n_skip` + the integrator's (+1 with Tweedie); classifier calls `n_skip`.
     #[allow(clippy::too_many_arguments)]
     pub fn emit(
         &self,
@@ -200,29 +207,7 @@ impl Dlg {
         noise: &mut dyn NoiseSource,
         rng: &mut ChaCha8Rng,
     ) -> Result<(Tensor, Stats)> {
-        self.emit_with_tweedie(process, model, post, integrator, chains, None, noise, rng)
-    }
-
-    /// [`Dlg::emit`] with an optional final Tweedie step (spec §4 "Emission"):
-    /// with `tweedie = Some(t_ε)` the integrator's output x is read as a noisy
-    /// sample at time `t_ε` and replaced by the posterior mean
-    /// `x̂0 = (x − (1−α)μ + σ² s(x, t_ε))/α` at `t_ε` (for VE/EDM `x + ε_t² s`),
-    /// one more model call per sample: NFE = `n_skip` + integrator + 1.
-    /// `t_ε` is a process time (for a VE or EDM process, the time of the
-    /// noise level ε_t is `process.t_of_lambda(-ε_t.ln())`); it must lie in the
-    /// process's time range with σ > 0.
-    #[allow(clippy::too_many_arguments)]
-    pub fn emit_with_tweedie(
-        &self,
-        process: &dyn Process,
-        model: &dyn Model,
-        post: &dyn LevelPosterior,
-        integrator: &dyn Sampler,
-        chains: &mut Chains,
-        tweedie: Option<f64>,
-        noise: &mut dyn NoiseSource,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<(Tensor, Stats)> {
+        let tweedie = self.tweedie;
         self.check()?;
         if let Some(t) = tweedie {
             process.check_t(t)?;
