@@ -262,7 +262,7 @@ fn nfe_to_target(md: &mut String) {
     let nfes = [5usize, 10, 20, 40, 80, 160, 320];
     let _ = write!(
         md,
-        "\n## NFE to target on R2 and time to target\n\nR2 (64-D, 10 modes, exact GMM oracle, {n} samples, uniform-lambda grid): the smallest NFE in {nfes:?} whose within-mode std ratio is within {STD_TOL} of 1 (floor of exact samples: about 1.00). Time to target: the median wall of one batch of {BATCH} at that NFE with the 3x256 MLP (5 runs).\n\n| sampler | NFE to target | std ratio there | time to target (ms) | vs Euler-Maruyama |\n|---|---|---|---|---|\n"
+        "\n## NFE to target on R2 and time to target\n\nR2 (64-D, 10 modes, exact GMM oracle, {n} samples, uniform-lambda grid): the smallest NFE in {nfes:?} whose within-mode std ratio is within {STD_TOL} of 1 (floor of exact samples: about 1.00). Time to target: the median wall of one batch of {BATCH} at that NFE with the 3x256 MLP (5 runs).\n\n| sampler | NFE to target | std ratio there | time to target (ms) | speed-up vs Euler-Maruyama |\n|---|---|---|---|---|\n"
     );
     let mut rows = Vec::new();
     for (s, noise_kind) in samplers() {
@@ -315,7 +315,7 @@ fn nfe_to_target(md: &mut String) {
             Some((_, real_nfe, ratio, wall)) => writeln!(
                 md,
                 "| {name} | {real_nfe} | {ratio:.3} | {wall:.2} | {} |",
-                em.map(|e| format!("{:.1}x faster", e / wall))
+                em.map(|e| format!("{:.1}x", e / wall))
                     .unwrap_or_else(|| "-".into())
             ),
             None => writeln!(md, "| {name} | > {} | - | - | - |", nfes[nfes.len() - 1]),

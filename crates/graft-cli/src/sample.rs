@@ -335,7 +335,12 @@ fn run_model(args: &Args, dir: &std::path::Path) -> Result<()> {
     if let Some(file) = &args.condition {
         meta.push(("condition", file.display().to_string()));
     }
-    let title = format!("{} on {}: {} NFE", s.name(), dir.display(), stats.nfe);
+    // The directory's own name keeps the title inside the picture.
+    let name = dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let title = format!("{} on {name}: {} NFE", s.name(), stats.nfe);
     // A saved network's square dimensions are taken as images (the digits).
     write_samples(args, &x, meta, &title, condition.as_ref(), true)?;
     let mean = x.mean_dim(0, false, Kind::Double);

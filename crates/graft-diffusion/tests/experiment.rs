@@ -38,6 +38,8 @@ fn diffusion_quick_runs_and_reports_its_claims() {
         "r3-mrs2-10-vs-posterior-100",
         "r3-mrs2-20-vs-posterior-100",
         "dlg-improves-heun-20",
+        "l3-dlg-improves-heun-10",
+        "l3-dlg-improves-heun-20",
     ] {
         claim(id);
     }
@@ -50,6 +52,7 @@ fn diffusion_quick_runs_and_reports_its_claims() {
         "r2_quality.md",
         "r3_quality.md",
         "dlg.md",
+        "l3_dmcmc_digits.md",
     ] {
         assert!(dir.path().join(table).is_file(), "{table}");
     }

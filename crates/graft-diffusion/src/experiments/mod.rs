@@ -1,7 +1,8 @@
 //! The `diffusion` reproduction (spec §7.5): NFE sweeps with the exact GMM
 //! oracle on R1, R2 and the reference table R3, quality-vs-NFE plots, the NFE
 //! each sampler needs to reach a target, and the measured orders of the
-//! third-order multistep variants; DMCMC on R2 as a VE problem; at full
+//! third-order multistep variants; DMCMC on R2 as a VE problem; DMCMC with a
+//! learned VE digits model and level classifier (L3, both sizes); at full
 //! size, the learned models L1 (2-D) and L2 (digits restoration).
 
 mod dmcmc_digits;
