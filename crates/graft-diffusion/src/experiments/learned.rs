@@ -308,9 +308,9 @@ pub(super) fn l2(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
             spec,
             derive_seed(ctx.seed, "diffusion/l2/train"),
         )?;
-        if task == "denoise" {
-            // Kept for `graft sample --model <out>/l2_denoise --condition
-            // <out>/l2_denoise_test.safetensors --condition-key mu`.
+        {
+            // Kept for `graft sample --model <out>/l2_{task} --condition
+            // <out>/l2_{task}_test.safetensors --condition-key mu`.
             let config = crate::saved::SavedConfig {
                 lambda_min: Some(-5.0),
                 ..crate::saved::SavedConfig::new(
@@ -330,14 +330,13 @@ pub(super) fn l2(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
                 dim: 64,
                 is_process_mean: true,
             });
-            crate::saved::save(&net, &config, &ctx.path("l2_denoise"))?;
+            crate::saved::save(&net, &config, &ctx.path(&format!("l2_{task}")))?;
             let meta = std::collections::HashMap::from([(
                 "about".to_string(),
-                "L2 denoise test split: mu = degraded (condition), clean = ground truth"
-                    .to_string(),
+                format!("L2 {task} test split: mu = degraded (condition), clean = ground truth"),
             )]);
             graft_tensor::safetensors::save(
-                ctx.path("l2_denoise_test.safetensors"),
+                ctx.path(&format!("l2_{task}_test.safetensors")),
                 [
                     ("mu", &mu_test.to_kind(Kind::Float)),
                     ("clean", &test.to_kind(Kind::Float)),
