@@ -149,8 +149,7 @@ fn samplers() -> Vec<(Box<dyn Sampler>, &'static str)> {
     ]
 }
 
-/// Returns the median wall of the bare model calls (ms).
-fn run(hidden: i64, md: &mut String) -> f64 {
+fn run(hidden: i64, md: &mut String) {
     let mu = Tensor::full([DIM], 0.3, (Kind::Float, Device::Cpu));
     let process = MeanReverting::continuous_cosine(0.005, 1.0, Some(mu)).expect("process");
     let model = Mlp::new(
@@ -235,7 +234,6 @@ fn run(hidden: i64, md: &mut String) -> f64 {
             100.0 * overhead
         );
     }
-    model_ms
 }
 
 /// The quality target on R2: the within-mode std ratio within 3 % of 1.

@@ -9,7 +9,7 @@ use graft_diffusion::experiments::problems::{Problem, r1, r2, r3};
 use graft_diffusion::gmm::GmmModel;
 use graft_diffusion::grid::StepGrid;
 use graft_diffusion::integrator::{Form, ThirdOrder};
-use graft_diffusion::metrics::{median_distance, mmd2_unbiased, mode_stats};
+use graft_diffusion::metrics::{MMD_SCALES, median_distance, mmd2_unbiased, mode_stats};
 use graft_diffusion::noise::{BrownianTree, NoiseSource, SeededNoise};
 use graft_diffusion::param::Parameterization;
 use graft_diffusion::samplers::{
@@ -276,6 +276,9 @@ fn run_model(args: &Args, dir: &std::path::Path) -> Result<()> {
     let (mut net, config) = graft_diffusion::saved::load(dir)
         .with_context(|| format!("loading the denoiser in {}", dir.display()))?;
     let cond_dim = config.shape.cond_dim;
+    if args.samples == Some(0) {
+        bail!("--samples must be at least 1");
+    }
     let mut condition = None;
     let n = match (&args.condition, cond_dim) {
         (None, 0) => args.samples.unwrap_or(1000),
@@ -345,16 +348,18 @@ fn run_model(args: &Args, dir: &std::path::Path) -> Result<()> {
     write_samples(args, &x, meta, &title, condition.as_ref(), true)?;
     let mean = x.mean_dim(0, false, Kind::Double);
     let std = x.std_dim(0, true, false);
+    // Only a process-mean condition lives in the data space.
     let conditioned = match &condition {
-        Some(c) => format!(
+        Some(c) if config.condition_is_process_mean() => format!(
             "; RMS distance to the condition {:.4}",
-            (x.to_kind(Kind::Double) - c)
+            x.to_kind(Kind::Double)
+                .f_sub(c)?
                 .square()
                 .mean(Kind::Double)
                 .sqrt()
                 .double_value(&[])
         ),
-        None => String::new(),
+        _ => String::new(),
     };
     println!(
         "{}: {} samples of dimension {}, {} NFE; per-dimension mean {:.4} .. {:.4}, std {:.4} .. {:.4}{conditioned}; wrote {}",
@@ -408,7 +413,7 @@ pub fn run(args: Args) -> Result<()> {
         .gmm
         .sample_marginal(&*problem.process, problem.t_end, n, &mut rng)?;
     let bw = median_distance(&reference)?;
-    let mmd = mmd2_unbiased(&x, &reference, bw, &[0.5, 1.0, 2.0])?;
+    let mmd = mmd2_unbiased(&x, &reference, bw, &MMD_SCALES)?;
     let modes = mode_stats(&x, &problem.gmm)?;
     let meta = vec![
         ("problem", args.problem.clone()),

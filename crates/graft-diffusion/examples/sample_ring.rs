@@ -8,7 +8,7 @@ use graft_diffusion::experiments::problems::r1;
 use graft_diffusion::gmm::GmmModel;
 use graft_diffusion::grid::StepGrid;
 use graft_diffusion::integrator::Form;
-use graft_diffusion::metrics::{median_distance, mmd2_unbiased, mode_stats};
+use graft_diffusion::metrics::{MMD_SCALES, median_distance, mmd2_unbiased, mode_stats};
 use graft_diffusion::noise::{SeededNoise, seeded_rng};
 use graft_diffusion::param::Parameterization;
 use graft_diffusion::samplers::{EulerMaruyama, Mrs, Sampler};
@@ -55,7 +55,7 @@ fn main() -> anyhow::Result<()> {
             problem.t_end,
         )?;
         let (x, stats) = sampler.sample(p, &model, &x_t, &times, &mut SeededNoise::new(1))?;
-        let mmd = mmd2_unbiased(&x, &reference, bw, &[0.5, 1.0, 2.0])?;
+        let mmd = mmd2_unbiased(&x, &reference, bw, &MMD_SCALES)?;
         let modes = mode_stats(&x, &problem.gmm)?;
         println!(
             "{:<18} {:>4} NFE  MMD² {mmd:+.2e}  mode TV {:.3}  std ratio {:.3}",

@@ -19,12 +19,14 @@ pub enum Error {
         order: usize,
     },
     /// A solver order outside what the sampler offers.
-    #[error("order {order} is not supported by {sampler} (1..={max})")]
+    #[error("order {order} is not supported by {sampler} ({min}..={max})")]
     Order {
         /// The sampler.
         sampler: &'static str,
         /// The order asked for.
         order: usize,
+        /// The lowest order offered.
+        min: usize,
         /// The highest order offered.
         max: usize,
     },

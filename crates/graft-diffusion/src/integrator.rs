@@ -90,100 +90,11 @@ pub fn psi_data(h: f64) -> (f64, f64) {
     }
 }
 
-/// The divided differences of a multistep buffer, newest first:
-/// `qs = [Q0, Q1, Q2]` at `lams = [λ_{i−1}, λ_{i−2}, λ_{i−3}]`, step `h`.
-/// Returns `(D1, D2)` for `order` (D terms absent at lower orders).
-pub fn differences(
-    qs: &[&Tensor],
-    lams: &[f64],
-    h: f64,
-    order: usize,
-) -> (Option<Tensor>, Option<Tensor>) {
-    if order < 2 || qs.len() < 2 {
-        return (None, None);
-    }
-    let r1 = (lams[0] - lams[1]) / h;
-    let e0 = (qs[0] - qs[1]) / r1;
-    if order < 3 || qs.len() < 3 {
-        return (Some(e0), None);
-    }
-    let r2 = (lams[1] - lams[2]) / h;
-    let e1 = (qs[1] - qs[2]) / r2;
-    let diff = &e0 - &e1;
-    let d1 = &e0 + &diff * (r1 / (r1 + r2));
-    let d2 = diff / (r1 + r2);
-    (Some(d1), Some(d2))
-}
-
-/// One exponential-integrator update of centered `y` from s to t (spec §3 table).
-/// `q0` is ε̂ (noise form) or the centered `x̂0 − μ` (data form); `z` is the
-/// step's standard normal for the SDE variants (None: ODE).
-#[allow(clippy::too_many_arguments)]
-pub fn update(
-    form: Form,
-    y: &Tensor,
-    q0: &Tensor,
-    d1: Option<&Tensor>,
-    d2: Option<&Tensor>,
-    st: &Step,
-    third: ThirdOrder,
-    z: Option<&Tensor>,
-) -> Tensor {
-    let h = st.h;
-    let d2_scale = match third {
-        ThirdOrder::TaylorExact => 2.0,
-        ThirdOrder::Reference => 1.0,
-    };
-    match (form, z) {
-        (Form::Data, None) => {
-            let (p1, p2, p3) = phi_data(h);
-            let mut acc = q0 * p1;
-            if let Some(d1) = d1 {
-                acc -= d1 * p2;
-            }
-            if let Some(d2) = d2 {
-                acc += d2 * (p3 * d2_scale);
-            }
-            y * (st.sigma_t / st.sigma_s) - acc * st.alpha_t
-        }
-        (Form::Noise, None) => {
-            let (p1, p2, p3) = phi_noise(h);
-            let mut acc = q0 * p1;
-            if let Some(d1) = d1 {
-                acc += d1 * p2;
-            }
-            if let Some(d2) = d2 {
-                acc += d2 * (p3 * d2_scale);
-            }
-            y * (st.alpha_t / st.alpha_s) - acc * st.sigma_t
-        }
-        (Form::Data, Some(z)) => {
-            let (s1, s2) = psi_data(h);
-            let mut acc = q0 * s1;
-            if let Some(d1) = d1 {
-                acc += d1 * s2;
-            }
-            y * (st.sigma_t / st.sigma_s * (-h).exp())
-                + acc * st.alpha_t
-                + z * (st.sigma_t * s1.sqrt())
-        }
-        (Form::Noise, Some(z)) => {
-            let (p1, p2, _) = phi_noise(h);
-            let mut acc = q0 * p1;
-            if let Some(d1) = d1 {
-                acc += d1 * p2;
-            }
-            y * (st.alpha_t / st.alpha_s) - acc * (2.0 * st.sigma_t)
-                + z * (st.sigma_t * (2.0 * h).exp_m1().sqrt())
-        }
-    }
-}
-
 /// The multistep update of spec §3 as one linear combination
 /// `a·y + Σ_k c_k Q_k + b·z`, with the divided differences folded into the
 /// scalar coefficients (f64) and computed in one fused pass
-/// ([`graft_tensor::fused::lincomb`]): equal to [`differences`] followed by
-/// [`update`] up to rounding.
+/// ([`graft_tensor::fused::lincomb`]); the tests check it against the
+/// divided differences followed by the table's update, written out term by term.
 /// `qs` are the buffered outputs newest first, `lams` their λ.
 #[allow(clippy::too_many_arguments)]
 pub fn multistep_update(

@@ -48,6 +48,9 @@ pub fn median_distance(x: &Tensor) -> Result<f64> {
     Ok(d.masked_select(&iu).median().double_value(&[]))
 }
 
+/// The bandwidth multiples of the spec's MMD² (§7.3): ½, 1 and 2 × the median distance.
+pub const MMD_SCALES: [f64; 3] = [0.5, 1.0, 2.0];
+
 /// The unbiased MMD² with the sum of RBF kernels `exp(−‖a−b‖²/(2ℓ²))` over
 /// the bandwidths `ℓ ∈ scales × base` (the spec uses {½, 1, 2} × the median
 /// distance of a reference set; fix `base` when comparing samplers).

@@ -120,14 +120,15 @@ impl<'a> Evaluator<'a> {
         let (out, c) = self.raw(&x, t)?;
         let p = self.model.parameterization();
         let out = self.centered_out(out)?;
-        let mut x0c = data_from(p, &out, y, c)?;
-        let mut eps = noise_from(p, &out, y, c)?;
-        if let Some(th) = self.thresholding {
-            let x0 = self.uncentered(&x0c)?;
-            x0c = centered(self.process, &th.apply(&x0)?);
-            eps = noise_from(Parameterization::Data, &x0c, y, c)?;
+        let x0c = data_from(p, &out, y, c)?;
+        match self.thresholding {
+            // ε̂ follows the thresholded x̂0.
+            Some(th) => {
+                let x0c = centered(self.process, &th.apply(&self.uncentered(&x0c)?)?);
+                Ok((noise_from(Parameterization::Data, &x0c, y, c)?, x0c))
+            }
+            None => Ok((noise_from(p, &out, y, c)?, x0c)),
         }
-        Ok((eps, x0c))
     }
     /// The centered `x̂0 − μ` at centered `y` (one model call).
     pub fn data(&self, y: &Tensor, t: f64) -> Result<Tensor> {

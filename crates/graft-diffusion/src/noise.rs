@@ -13,6 +13,12 @@ pub trait NoiseSource {
     /// A tensor of i.i.d. N(0, 1) with the shape, kind and device of `like`,
     /// for the step from `t_from` to `t_to`.
     fn standard_normal(&mut self, like: &Tensor, t_from: f64, t_to: f64) -> Result<Tensor>;
+    /// Standard normals not tied to a time step (a corrector's or a Langevin
+    /// chain's noise). By default the next draw of `standard_normal` with
+    /// `t_from = t_to = 0`; a source whose draws depend on the step overrides it.
+    fn independent_normal(&mut self, like: &Tensor) -> Result<Tensor> {
+        self.standard_normal(like, 0.0, 0.0)
+    }
 }
 
 /// The seeded generator graft-diffusion draws start states and data from.
@@ -109,6 +115,8 @@ pub struct BrownianTree {
     t_hi: f64,
     depth: u32,
     shape: Option<Vec<i64>>,
+    /// The stream of draws not tied to a step, seeded from `seed` on first use.
+    independent: Option<ChaCha8Rng>,
 }
 
 impl BrownianTree {
@@ -127,6 +135,7 @@ impl BrownianTree {
             t_hi,
             depth: depth.clamp(1, 40),
             shape: None,
+            independent: None,
         })
     }
 
@@ -186,7 +195,7 @@ impl NoiseSource for BrownianTree {
             return Err(Error::Invalid {
                 name: "dt",
                 value: dt,
-                reason: "a Brownian increment needs t_from != t_to",
+                reason: "a Brownian increment needs t_from != t_to (draws not tied to a step: independent_normal)",
             });
         }
         let n = like.numel();
@@ -200,6 +209,15 @@ impl NoiseSource for BrownianTree {
             .f_reshape(like.size())?
             .f_to_kind(like.kind())?
             .f_to_device(like.device())?)
+    }
+    /// Draws from a separate ChaCha8 stream of the tree's seed, so the
+    /// Brownian path itself is untouched.
+    fn independent_normal(&mut self, like: &Tensor) -> Result<Tensor> {
+        let seed = self.seed ^ 0x5EED_0F1D_EBE7_u64;
+        let rng = self
+            .independent
+            .get_or_insert_with(|| ChaCha8Rng::seed_from_u64(seed));
+        normal_like(rng, like)
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use graft_diffusion::gmm::Gmm;
 use graft_diffusion::grid::StepGrid;
-use graft_diffusion::integrator::{Form, ThirdOrder};
+use graft_diffusion::integrator::{Form, Step, ThirdOrder, phi_data, phi_noise, psi_data};
 use graft_diffusion::model::Model;
 use graft_diffusion::noise::{SeededNoise, UserNoise};
 use graft_diffusion::param::Parameterization as P;
@@ -413,7 +413,7 @@ proptest! {
     /// The fused multistep update is the divided differences followed by the table's update.
     #[test]
     fn fused_multistep_update_equals_differences_then_update(seed in 0u64..1000, order in 1usize..4, h in 0.01f64..2.0, r1 in 0.2f64..3.0, r2 in 0.2f64..3.0, sde in proptest::bool::ANY, data in proptest::bool::ANY) {
-        use graft_diffusion::integrator::{Step, differences, multistep_update, update};
+        use graft_diffusion::integrator::multistep_update;
         let mut r = rng(seed);
         let y = randn(&mut r, 3, 2);
         let q: Vec<Tensor> = (0..3).map(|_| randn(&mut r, 3, 2)).collect();
@@ -429,6 +429,95 @@ proptest! {
             let want = update(form, &y, qs[0], d1.as_ref(), d2.as_ref(), &st, third, z);
             let got = multistep_update(form, &y, &qs, &lams, order, &st, third, z).unwrap();
             prop_assert!(max_abs(&got, &want) < 1e-11 * (1.0 + max_norm(&want)), "{}", max_abs(&got, &want));
+        }
+    }
+}
+
+/// Reference for `multistep_update`: the divided differences of a multistep buffer, newest first:
+/// `qs = [Q0, Q1, Q2]` at `lams = [λ_{i−1}, λ_{i−2}, λ_{i−3}]`, step `h`.
+/// Returns `(D1, D2)` for `order` (D terms absent at lower orders).
+fn differences(
+    qs: &[&Tensor],
+    lams: &[f64],
+    h: f64,
+    order: usize,
+) -> (Option<Tensor>, Option<Tensor>) {
+    if order < 2 || qs.len() < 2 {
+        return (None, None);
+    }
+    let r1 = (lams[0] - lams[1]) / h;
+    let e0 = (qs[0] - qs[1]) / r1;
+    if order < 3 || qs.len() < 3 {
+        return (Some(e0), None);
+    }
+    let r2 = (lams[1] - lams[2]) / h;
+    let e1 = (qs[1] - qs[2]) / r2;
+    let diff = &e0 - &e1;
+    let d1 = &e0 + &diff * (r1 / (r1 + r2));
+    let d2 = diff / (r1 + r2);
+    (Some(d1), Some(d2))
+}
+
+/// Reference for `multistep_update`: one exponential-integrator update of centered `y` from s to t (spec §3 table).
+/// `q0` is ε̂ (noise form) or the centered `x̂0 − μ` (data form); `z` is the
+/// step's standard normal for the SDE variants (None: ODE).
+#[allow(clippy::too_many_arguments)]
+fn update(
+    form: Form,
+    y: &Tensor,
+    q0: &Tensor,
+    d1: Option<&Tensor>,
+    d2: Option<&Tensor>,
+    st: &Step,
+    third: ThirdOrder,
+    z: Option<&Tensor>,
+) -> Tensor {
+    let h = st.h;
+    let d2_scale = match third {
+        ThirdOrder::TaylorExact => 2.0,
+        ThirdOrder::Reference => 1.0,
+    };
+    match (form, z) {
+        (Form::Data, None) => {
+            let (p1, p2, p3) = phi_data(h);
+            let mut acc = q0 * p1;
+            if let Some(d1) = d1 {
+                acc -= d1 * p2;
+            }
+            if let Some(d2) = d2 {
+                acc += d2 * (p3 * d2_scale);
+            }
+            y * (st.sigma_t / st.sigma_s) - acc * st.alpha_t
+        }
+        (Form::Noise, None) => {
+            let (p1, p2, p3) = phi_noise(h);
+            let mut acc = q0 * p1;
+            if let Some(d1) = d1 {
+                acc += d1 * p2;
+            }
+            if let Some(d2) = d2 {
+                acc += d2 * (p3 * d2_scale);
+            }
+            y * (st.alpha_t / st.alpha_s) - acc * st.sigma_t
+        }
+        (Form::Data, Some(z)) => {
+            let (s1, s2) = psi_data(h);
+            let mut acc = q0 * s1;
+            if let Some(d1) = d1 {
+                acc += d1 * s2;
+            }
+            y * (st.sigma_t / st.sigma_s * (-h).exp())
+                + acc * st.alpha_t
+                + z * (st.sigma_t * s1.sqrt())
+        }
+        (Form::Noise, Some(z)) => {
+            let (p1, p2, _) = phi_noise(h);
+            let mut acc = q0 * p1;
+            if let Some(d1) = d1 {
+                acc += d1 * p2;
+            }
+            y * (st.alpha_t / st.alpha_s) - acc * (2.0 * st.sigma_t)
+                + z * (st.sigma_t * (2.0 * h).exp_m1().sqrt())
         }
     }
 }

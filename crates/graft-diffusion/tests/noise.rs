@@ -70,3 +70,50 @@ fn brownian_tree_keeps_samples_consistent_across_step_counts() {
         "tree {tree_gap} vs independent {indep_gap}"
     );
 }
+
+/// Draws not tied to a step (PC's corrector, DLG's Langevin moves) come from a
+/// separate stream of the tree's seed: they leave the path untouched, repeat
+/// with the seed, and let PC run on a Brownian tree.
+#[test]
+fn brownian_tree_independent_draws_leave_the_path_alone() {
+    use graft_diffusion::samplers::PredictorCorrector;
+    let like = Tensor::zeros([30, 2], (Kind::Double, graft_tensor::tch::Device::Cpu));
+    let mut plain = BrownianTree::new(5, 0.0, 1.0, 16).unwrap();
+    let mut mixed = BrownianTree::new(5, 0.0, 1.0, 16).unwrap();
+    let a = mixed.independent_normal(&like).unwrap();
+    let b = mixed.independent_normal(&like).unwrap();
+    assert!(max_abs(&a, &b) > 0.1, "successive independent draws differ");
+    let again = BrownianTree::new(5, 0.0, 1.0, 16)
+        .unwrap()
+        .independent_normal(&like)
+        .unwrap();
+    assert_eq!(max_abs(&a, &again), 0.0);
+    let path = plain.standard_normal(&like, 0.9, 0.4).unwrap();
+    assert_eq!(
+        max_abs(&path, &mixed.standard_normal(&like, 0.9, 0.4).unwrap()),
+        0.0
+    );
+
+    let p = cosine(1.0, None);
+    let g = Gmm::new(
+        vec![1.0, 1.0],
+        t2(&[vec![-1.0, 0.0], vec![1.0, 0.5]]),
+        vec![0.2, 0.2],
+    )
+    .unwrap();
+    let m = oracle(&g, p.clone(), Parameterization::Data);
+    let x = g.sample_marginal(&*p, 1.0, 40, &mut rng(2)).unwrap();
+    let grid = StepGrid::UniformLambda { lambda_min: None }
+        .times(&*p, 10, 1.0, 1e-3)
+        .unwrap();
+    let run = || {
+        let mut tree = BrownianTree::new(9, 1e-3, 1.0, 16).unwrap();
+        PredictorCorrector::default()
+            .sample(&*p, &m, &x, &grid, &mut tree)
+            .unwrap()
+            .0
+    };
+    let (first, second) = (run(), run());
+    assert!(first.isfinite().all().int64_value(&[]) == 1);
+    assert_eq!(max_abs(&first, &second), 0.0);
+}

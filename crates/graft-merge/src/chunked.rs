@@ -72,6 +72,46 @@ enum Sparsify {
     },
 }
 
+/// The checks every merge makes of its inputs, given `(id, length, weight)`
+/// per model: at least one model, distinct ids, one length (the base's when
+/// there is one, else the first model's), finite weights. Returns the length.
+pub(crate) fn check_models(
+    segment: &str,
+    base_len: Option<usize>,
+    models: &[(&str, usize, f32)],
+) -> Result<usize> {
+    let &(first, first_len, _) = models
+        .first()
+        .ok_or_else(|| Error::NoModels(segment.into()))?;
+    let n = base_len.unwrap_or(first_len);
+    let mut seen = std::collections::HashSet::new();
+    for &(id, len, _) in models {
+        if !seen.insert(id) {
+            return Err(Error::DuplicateModel(id.into()));
+        }
+        if len != n {
+            return Err(Error::LengthMismatch {
+                tensor: segment.into(),
+                first: if base_len.is_some() {
+                    "base".into()
+                } else {
+                    first.into()
+                },
+                expected: n,
+                model: id.into(),
+                got: len,
+            });
+        }
+    }
+    if let Some((id, _, w)) = models.iter().find(|m| !m.2.is_finite()) {
+        return Err(Error::BadParameter {
+            tensor: segment.into(),
+            what: format!("model `{id}` has weight {w}"),
+        });
+    }
+    Ok(n)
+}
+
 /// Merges one tensor in chunks of `chunk` elements, handing each merged
 /// chunk to `sink` in order. `base` is `None` for `linear` (which averages
 /// the values themselves) and for merging deltas directly.
@@ -84,35 +124,11 @@ pub fn merge_chunked(
     chunk: usize,
     sink: &mut dyn FnMut(&[f32]) -> Result<()>,
 ) -> Result<()> {
-    let first = models
-        .first()
-        .ok_or_else(|| Error::NoModels(segment.into()))?;
-    let n = base.map_or(first.source.len(), |b| b.len());
-    let mut seen = std::collections::HashSet::new();
-    for m in models {
-        if !seen.insert(m.id.as_str()) {
-            return Err(Error::DuplicateModel(m.id.clone()));
-        }
-        if m.source.len() != n {
-            return Err(Error::LengthMismatch {
-                tensor: segment.into(),
-                first: if base.is_some() {
-                    "base".into()
-                } else {
-                    first.id.clone()
-                },
-                expected: n,
-                model: m.id.clone(),
-                got: m.source.len(),
-            });
-        }
-    }
-    if let Some(m) = models.iter().find(|m| !m.weight.is_finite()) {
-        return Err(Error::BadParameter {
-            tensor: segment.into(),
-            what: format!("model `{}` has weight {}", m.id, m.weight),
-        });
-    }
+    let shapes: Vec<(&str, usize, f32)> = models
+        .iter()
+        .map(|m| (m.id.as_str(), m.source.len(), m.weight))
+        .collect();
+    let n = check_models(segment, base.map(|b| b.len()), &shapes)?;
     let mut order: Vec<&ChunkModel> = models.iter().collect();
     order.sort_by(|a, b| {
         stable_hash(&a.id)
@@ -120,12 +136,6 @@ pub fn merge_chunked(
             .then(a.id.cmp(&b.id))
     });
     let weights: Vec<f32> = order.iter().map(|m| m.weight).collect();
-    if let Some(m) = order.iter().find(|m| !m.weight.is_finite()) {
-        return Err(Error::BadParameter {
-            tensor: segment.into(),
-            what: format!("model `{}` has weight {}", m.id, m.weight),
-        });
-    }
     let chunk = chunk.max(1);
     let paper = params.compat == Compat::Paper;
     let reader = Reader {

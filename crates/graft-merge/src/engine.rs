@@ -170,6 +170,11 @@ pub fn run_merge(
     };
     let jobs: Vec<(&TensorSpec, &TensorSpec)> = base_specs.iter().zip(&out_specs).collect();
     let spare = std::sync::Mutex::new(Vec::new());
+    // Output buffers kept for reuse: one per worker (`threads = 0` is rayon's default count).
+    let workers = match options.threads {
+        0 => rayon::current_num_threads(),
+        n => n,
+    };
     let job = Job {
         config,
         base: &base,
@@ -191,7 +196,7 @@ pub fn run_merge(
         writer.write_bytes(&spec.name, &merged.bytes)?;
         if !merged.copied
             && let Ok(mut spare) = spare.lock()
-            && spare.len() <= options.threads
+            && spare.len() <= workers
         {
             spare.push(merged.bytes);
         }

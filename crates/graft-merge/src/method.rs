@@ -195,6 +195,11 @@ pub fn merge_pcb_in_memory(
     base: &[f32],
     models: &[Delta],
 ) -> Result<Vec<f32>> {
+    let shapes: Vec<(&str, usize, f32)> = models
+        .iter()
+        .map(|m| (m.id.as_str(), m.values.len(), m.weight))
+        .collect();
+    crate::chunked::check_models(segment, (!base.is_empty()).then_some(base.len()), &shapes)?;
     let mut models: Vec<&Delta> = models.iter().collect();
     models.sort_by(|a, b| {
         stable_hash(&a.id)

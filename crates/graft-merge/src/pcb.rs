@@ -143,6 +143,15 @@ pub fn pcb_scores(tensor: &str, deltas: &[Vec<f32>], params: &PcbParams) -> Resu
     validate(tensor, params)?;
     let n = deltas.len();
     let d = deltas.first().map_or(0, Vec::len);
+    if let Some((i, other)) = deltas.iter().enumerate().find(|(_, v)| v.len() != d) {
+        return Err(Error::LengthMismatch {
+            tensor: tensor.into(),
+            first: "model 0".into(),
+            expected: d,
+            model: format!("model {i}"),
+            got: other.len(),
+        });
+    }
     if d == 0 {
         return Ok((vec![Vec::new(); n], vec![Vec::new(); n]));
     }

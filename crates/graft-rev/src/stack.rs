@@ -345,6 +345,13 @@ impl Stack {
                 max_reconstruction_error: None,
             });
         }
+        if tape.seeds.len() != self.layers.len() || tape.saved.len() != self.layers.len() {
+            return Err(Error::Config(format!(
+                "the tape holds {} layers but this stack has {} (a tape from another stack?)",
+                tape.seeds.len(),
+                self.layers.len()
+            )));
+        }
         let reversible = tape.options.strategy == Strategy::Reversible;
         let mut y = tape.output.detach();
         let mut gy = grad_output.detach();

@@ -321,9 +321,8 @@ impl UNet3d {
     }
 }
 
-/// Soft Dice loss over channels: `1 − mean_c (2Σ p·y + ε) / (Σ p + Σ y + ε)`
-/// with `p = sigmoid(logits)`, per channel over batch and voxels.
-pub fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+/// Dice compares a target of exactly the logits' shape (no broadcasting).
+fn check_dice_target(logits: &Tensor, target: &Tensor) -> Result<()> {
     if logits.size() != target.size() {
         return Err(Error::ShapeMismatch {
             what: "Dice target".into(),
@@ -331,6 +330,13 @@ pub fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
             got: target.size(),
         });
     }
+    Ok(())
+}
+
+/// Soft Dice loss over channels: `1 − mean_c (2Σ p·y + ε) / (Σ p + Σ y + ε)`
+/// with `p = sigmoid(logits)`, per channel over batch and voxels.
+pub fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+    check_dice_target(logits, target)?;
     let p = logits.f_sigmoid()?;
     let dims = [0i64, 2, 3, 4];
     let eps = 1.0;
@@ -350,6 +356,7 @@ pub fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
 /// Hard Dice per channel (threshold 0.5 on the sigmoid), `[C]`; a region
 /// absent from both prediction and target scores 1.
 pub fn dice_scores(logits: &Tensor, target: &Tensor) -> Result<Vec<f64>> {
+    check_dice_target(logits, target)?;
     let pred = logits.f_sigmoid()?.f_gt(0.5)?.f_to_kind(Kind::Float)?;
     let dims = [0i64, 2, 3, 4];
     let inter = pred

@@ -11,7 +11,7 @@
 //! inputs: the ε prediction is the same in both views.
 
 use crate::learned::{MlpDenoiser, MlpShape, TrainSpec};
-use crate::metrics::{median_distance, mmd2_unbiased};
+use crate::metrics::{MMD_SCALES, median_distance, mmd2_unbiased};
 use crate::model::Model;
 use crate::noise::{SeededNoise, normal_like, seeded_rng};
 use crate::param::Parameterization;
@@ -29,7 +29,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-const SCALES: [f64; 3] = [0.5, 1.0, 2.0];
 const SIGMA_MIN: f64 = 0.01;
 const SIGMA_MAX: f64 = 10.0;
 
@@ -255,7 +254,7 @@ pub(super) fn l3(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
     // training digits (disjoint from the test split) against the same set.
     let n = ctx.pick(300, 1000);
     let bw = median_distance(&test)?;
-    let mmd = |x: &Tensor| mmd2_unbiased(&x.to_kind(Kind::Double), &test, bw, &SCALES);
+    let mmd = |x: &Tensor| mmd2_unbiased(&x.to_kind(Kind::Double), &test, bw, &MMD_SCALES);
     let floor: Vec<f64> = (0..3)
         .map(|k| {
             let mut idx: Vec<i64> = (0..split as i64).collect();
@@ -366,12 +365,9 @@ Floor (clean training digits vs the test digits): MMD² {floor_mean:.3e} ± {flo
                     final_zero: !tweedie,
                 };
                 let mut chains = cfg.start(x_init.copy());
-                chains.level =
-                    Vec::<i64>::try_from(cls.log_posterior(&chains.x, &levels)?.argmax(1, false))?
-                        .into_iter()
-                        .map(|j| j as usize)
-                        .collect();
                 let mut r: ChaCha8Rng = seeded_rng(derive_seed(ctx.seed, "l3/dlg-levels"));
+                // Argmax levels draw nothing from the generator.
+                chains.level = cfg.classify(&cls, &chains.x, &mut r)?;
                 cfg.burn_in(process, &model, &cls, &mut chains, 20, &mut noise, &mut r)?;
                 let (x, st) = cfg.emit(
                     process,

@@ -7,11 +7,10 @@ use crate::gmm::GmmModel;
 use crate::grid::StepGrid;
 use crate::integrator::Form;
 use crate::learned::{MlpDenoiser, MlpShape, TrainSpec};
-use crate::metrics::{median_distance, mmd2_unbiased, mode_stats};
+use crate::metrics::{MMD_SCALES, median_distance, mmd2_unbiased, mode_stats};
 use crate::model::Model;
 use crate::noise::{SeededNoise, normal_like, seeded_rng};
 use crate::param::Parameterization;
-use crate::process::{MeanReverting, Process};
 use crate::samplers::{EulerMaruyama, Mrs, Posterior, Sampler};
 use graft_nn::experiment::{Claim, ExperimentContext, Outcome};
 use graft_nn::plot::{Series, line_chart};
@@ -19,7 +18,6 @@ use graft_tensor::seed::derive_seed;
 use graft_tensor::tch::{Kind, Tensor};
 use rand::seq::SliceRandom;
 use std::fmt::Write as _;
-use std::rc::Rc;
 
 /// L1: an MLP (3×128, SiLU) fitted to R1 by ε-MSE; MRS and Euler–Maruyama rerun with it.
 pub(super) fn l1(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
@@ -112,7 +110,7 @@ pub(super) fn l1(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
                     &mut SeededNoise::new(derive_seed(ctx.seed, name)),
                 )?;
                 let x = x.to_kind(Kind::Double);
-                let mmd = mmd2_unbiased(&x, &reference, bw, &[0.5, 1.0, 2.0])?;
+                let mmd = mmd2_unbiased(&x, &reference, bw, &MMD_SCALES)?;
                 let sr = mode_stats(&x, &p.gmm)?.std_ratio;
                 row.push(format!("{mmd:.2e} / {sr:.3}"));
                 pts.push(((st.nfe as f64).log2(), sr));
@@ -205,7 +203,7 @@ impl L2Metrics {
             psnr: psnr(&x, truth),
             mse: mean(&x - truth.to_kind(Kind::Double)),
             consistency: mean(a(&x).to_kind(Kind::Double) - mu.to_kind(Kind::Double)).sqrt(),
-            mmd2: mmd2_unbiased(&x, held_out, bw, &[0.5, 1.0, 2.0])?,
+            mmd2: mmd2_unbiased(&x, held_out, bw, &MMD_SCALES)?,
         })
     }
 
@@ -276,12 +274,15 @@ pub(super) fn l2(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
         };
         let measure =
             |x: &Tensor| L2Metrics::measure(x, &test, &mu_test, &forward_op, &held_out, bw);
-        let process: Rc<dyn Process> = Rc::new(MeanReverting::cosine_table(
-            100,
-            0.005,
-            50.0 / 255.0,
-            Some(mu_test.shallow_clone()),
-        )?);
+        // The reference table (T = 100, σ∞ = 50/255): built from the spec the
+        // saved network records, so the two cannot drift apart.
+        let process_spec = crate::saved::ProcessSpec::MeanRevertingTable {
+            table: crate::process::TableKind::Cosine,
+            steps: 100,
+            eps: 0.005,
+            sigma_inf: 50.0 / 255.0,
+        };
+        let process = process_spec.build(Some(mu_test.shallow_clone()))?;
         let shape = MlpShape {
             dim: 64,
             cond_dim: 64,
@@ -316,12 +317,7 @@ pub(super) fn l2(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
                 ..crate::saved::SavedConfig::new(
                     shape,
                     Parameterization::Noise,
-                    crate::saved::ProcessSpec::MeanRevertingTable {
-                        table: crate::process::TableKind::Cosine,
-                        steps: 100,
-                        eps: 0.005,
-                        sigma_inf: 50.0 / 255.0,
-                    },
+                    process_spec,
                     100.0,
                     0.0,
                 )

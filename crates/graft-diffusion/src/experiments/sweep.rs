@@ -5,7 +5,9 @@ use crate::Result;
 use crate::gmm::{Gmm, GmmModel};
 use crate::grid::StepGrid;
 use crate::integrator::{Form, ThirdOrder};
-use crate::metrics::{assign_modes, median_distance, mmd2_unbiased, mode_stats, pathwise_rmse};
+use crate::metrics::{
+    MMD_SCALES, assign_modes, median_distance, mmd2_unbiased, mode_stats, pathwise_rmse,
+};
 use crate::model::Model;
 use crate::noise::SeededNoise;
 use crate::param::Parameterization;
@@ -20,8 +22,6 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::rc::Rc;
-
-const SCALES: [f64; 3] = [0.5, 1.0, 2.0];
 
 /// A pathwise case: label, sampler, grid, model.
 type PathCase<'a> = (String, Box<dyn Sampler>, StepGrid, &'a dyn Model);
@@ -70,7 +70,7 @@ fn floor(p: &Problem, n: usize, rng: &mut ChaCha8Rng) -> Result<Floor> {
     let (mut mm, mut tv, mut sr) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {
         let other = p.gmm.sample_marginal(&*p.process, p.t_end, n, rng)?;
-        mm.push(mmd2_unbiased(&other, &reference, bw, &SCALES)?);
+        mm.push(mmd2_unbiased(&other, &reference, bw, &MMD_SCALES)?);
         let ms = mode_stats(&other, &p.gmm)?;
         tv.push(ms.tv);
         sr.push(ms.std_ratio);
@@ -104,7 +104,7 @@ fn quality(x: &Tensor, f: &Floor, gmm: &Gmm) -> Result<Quality> {
     }
     let ms = mode_stats(x, gmm)?;
     Ok(Quality {
-        mmd: mmd2_unbiased(x, &f.reference, f.bw, &SCALES)?,
+        mmd: mmd2_unbiased(x, &f.reference, f.bw, &MMD_SCALES)?,
         tv: ms.tv,
         std_ratio: ms.std_ratio,
         outliers: ms.outliers,
@@ -682,7 +682,7 @@ pub(super) fn dlg(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
         let (mut mm, mut tv) = (Vec::new(), Vec::new());
         for _ in 0..5 {
             let other = p.gmm.sample_data(n, &mut rng)?;
-            mm.push(mmd2_unbiased(&other, &reference, bw, &SCALES)?);
+            mm.push(mmd2_unbiased(&other, &reference, bw, &MMD_SCALES)?);
             tv.push(mode_stats(&other, &p.gmm)?.tv);
         }
         Floor {
@@ -744,11 +744,8 @@ pub(super) fn dlg(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
             tweedie: None,
         };
         let mut chains = cfg.start(x_init.copy());
-        let logp = post.log_posterior_of(&chains.x, &levels)?;
-        chains.level = Vec::<i64>::try_from(logp.argmax(1, false))?
-            .into_iter()
-            .map(|j| j as usize)
-            .collect();
+        // Argmax levels draw nothing from the generator.
+        chains.level = cfg.classify(&post, &chains.x, &mut rng)?;
         cfg.burn_in(
             &*p.process,
             &model,

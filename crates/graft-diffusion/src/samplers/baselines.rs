@@ -54,21 +54,12 @@ fn euler(
             }
         }
     }
-    Ok((
-        uncentered(process, &y),
-        Stats {
-            nfe: ev.nfe(),
-            classifier_calls: 0,
-        },
-    ))
+    Ok((uncentered(process, &y), Stats::model_only(ev.nfe())))
 }
 
 impl Sampler for EulerMaruyama {
     fn name(&self) -> String {
         "Euler-Maruyama".into()
-    }
-    fn steps_for_nfe(&self, nfe: usize) -> usize {
-        nfe
     }
     fn sample(
         &self,
@@ -86,9 +77,6 @@ impl Sampler for EulerOde {
     fn name(&self) -> String {
         "Euler ODE".into()
     }
-    fn steps_for_nfe(&self, nfe: usize) -> usize {
-        nfe
-    }
     fn sample(
         &self,
         process: &dyn Process,
@@ -104,9 +92,6 @@ impl Sampler for EulerOde {
 impl Sampler for Posterior {
     fn name(&self) -> String {
         "posterior".into()
-    }
-    fn steps_for_nfe(&self, nfe: usize) -> usize {
-        nfe
     }
     fn sample(
         &self,
@@ -125,12 +110,6 @@ impl Sampler for Posterior {
             let z = noise.standard_normal(&y, s, t)?;
             y = posterior_step(&y, &x0c, &Step::new(process, s, t), Some(&z))?;
         }
-        Ok((
-            uncentered(process, &y),
-            Stats {
-                nfe: ev.nfe(),
-                classifier_calls: 0,
-            },
-        ))
+        Ok((uncentered(process, &y), Stats::model_only(ev.nfe())))
     }
 }

@@ -43,8 +43,7 @@ impl ExactLevels<'_> {
 
 impl LevelPosterior for ExactLevels<'_> {
     fn log_posterior(&self, x: &Tensor, level_times: &[f64]) -> Result<Tensor> {
-        self.gmm
-            .level_log_posterior(self.process, x, level_times, None)
+        self.log_posterior_of(x, level_times)
     }
 }
 
@@ -119,6 +118,30 @@ impl Dlg {
         g
     }
 
+    /// The level of each row of `x` under `post` (argmax or sampled, as
+    /// [`Dlg::choice`] says); also what chains are started on. A posterior of
+    /// the wrong shape is an error.
+    pub fn classify(
+        &self,
+        post: &dyn LevelPosterior,
+        x: &Tensor,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<usize>> {
+        let logp = post.log_posterior(x, &self.levels)?;
+        let expected = vec![
+            x.size().first().copied().unwrap_or(0),
+            self.levels.len() as i64,
+        ];
+        if logp.size() != expected {
+            return Err(Error::ShapeMismatch {
+                what: "level posterior vs [chains, levels]",
+                expected,
+                actual: logp.size(),
+            });
+        }
+        self.choose(&logp, rng)
+    }
+
     fn choose(&self, logp: &Tensor, rng: &mut ChaCha8Rng) -> Result<Vec<usize>> {
         match self.choice {
             LevelChoice::Argmax => Ok(Vec::<i64>::try_from(logp.argmax(1, false))?
@@ -182,10 +205,9 @@ impl Dlg {
             let s = ev.score(&y, self.levels[j])?;
             let _ = score.index_copy_(0, &idx, &s);
         }
-        let z = noise.standard_normal(&chains.x, 0.0, 0.0)?;
+        let z = noise.independent_normal(&chains.x)?;
         chains.x = &chains.x + score * (self.eta / 2.0) + z * self.eta.sqrt();
-        let logp = post.log_posterior(&chains.x, &self.levels)?;
-        chains.level = self.choose(&logp, rng)?;
+        chains.level = self.classify(post, &chains.x, rng)?;
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 
 use super::{Sampler, Stats};
 use crate::grid::check_decreasing;
-use crate::integrator::Form;
+use crate::integrator::{Form, phi_data, phi_noise};
 use crate::model::{Evaluator, Model};
 use crate::noise::NoiseSource;
 use crate::process::{Process, centered, uncentered};
@@ -65,7 +65,7 @@ impl DpmSolverSingle {
                 let e_s = ev.noise(y, s)?;
                 let u1 = lincomb(&[(a1 / a_s, y), (-s1 * (r1 * h).exp_m1(), &e_s)])?;
                 let e_1 = ev.noise(&u1, t1)?;
-                let phi22 = (r2 * h).exp_m1() / (r2 * h) - 1.0;
+                let phi22 = phi_noise(r2 * h).1;
                 let c22 = s2 * r2 / r1 * phi22;
                 let u2 = lincomb(&[
                     (a2 / a_s, y),
@@ -73,7 +73,7 @@ impl DpmSolverSingle {
                     (-c22, &e_1),
                 ])?;
                 let e_2 = ev.noise(&u2, t2)?;
-                let phi2 = h.exp_m1() / h - 1.0;
+                let phi2 = phi_noise(h).1;
                 let k = s_t / r2 * phi2;
                 Ok(lincomb(&[
                     (a_t / a_s, y),
@@ -88,7 +88,7 @@ impl DpmSolverSingle {
                 let m_s = ev.data(y, s)?;
                 let u1 = lincomb(&[(s1 / s_s, y), (-a1 * (-r1 * h).exp_m1(), &m_s)])?;
                 let m_1 = ev.data(&u1, t1)?;
-                let phi22 = (-r2 * h).exp_m1() / (r2 * h) + 1.0;
+                let phi22 = phi_data(r2 * h).1;
                 let c22 = a2 * r2 / r1 * phi22;
                 let u2 = lincomb(&[
                     (s2 / s_s, y),
@@ -96,7 +96,7 @@ impl DpmSolverSingle {
                     (c22, &m_1),
                 ])?;
                 let m_2 = ev.data(&u2, t2)?;
-                let phi2 = (-h).exp_m1() / h + 1.0;
+                let phi2 = phi_data(h).1;
                 let k = a_t / r2 * phi2;
                 Ok(lincomb(&[
                     (s_t / s_s, y),
@@ -107,6 +107,7 @@ impl DpmSolverSingle {
             (order, _) => Err(Error::Order {
                 sampler: "DPM-Solver single-step",
                 order,
+                min: 2,
                 max: 3,
             }),
         }
@@ -135,6 +136,7 @@ impl Sampler for DpmSolverSingle {
             return Err(Error::Order {
                 sampler: "DPM-Solver single-step",
                 order: self.order,
+                min: 2,
                 max: 3,
             });
         }
@@ -144,12 +146,6 @@ impl Sampler for DpmSolverSingle {
         for w in grid.windows(2) {
             y = self.step(&ev, process, &y, w[0], w[1])?;
         }
-        Ok((
-            uncentered(process, &y),
-            Stats {
-                nfe: ev.nfe(),
-                classifier_calls: 0,
-            },
-        ))
+        Ok((uncentered(process, &y), Stats::model_only(ev.nfe())))
     }
 }

@@ -132,12 +132,6 @@ impl Sampler for EdmHeun {
             Some(t_last) => yh * process.alpha(t_last),
             None => yh,
         };
-        Ok((
-            uncentered(process, &y),
-            Stats {
-                nfe: ev.nfe(),
-                classifier_calls: 0,
-            },
-        ))
+        Ok((uncentered(process, &y), Stats::model_only(ev.nfe())))
     }
 }

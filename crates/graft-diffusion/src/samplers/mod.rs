@@ -29,12 +29,25 @@ pub struct Stats {
     pub classifier_calls: usize,
 }
 
+impl Stats {
+    /// The cost of a sampler that calls only the model: `nfe` calls, no classifier.
+    pub fn model_only(nfe: usize) -> Self {
+        Self {
+            nfe,
+            classifier_calls: 0,
+        }
+    }
+}
+
 /// A sampler: from `x_start` at `grid[0]` down the strictly decreasing `grid`.
 pub trait Sampler {
     /// A short name for tables and plots.
     fn name(&self) -> String;
-    /// The number of grid steps that spend `nfe` model calls (rounded down).
-    fn steps_for_nfe(&self, nfe: usize) -> usize;
+    /// The number of grid steps that spend `nfe` model calls (rounded down);
+    /// by default one call per step.
+    fn steps_for_nfe(&self, nfe: usize) -> usize {
+        nfe
+    }
     /// Runs the sampler; returns the final state and its cost.
     fn sample(
         &self,

@@ -78,6 +78,7 @@ impl Mrs {
             return Err(Error::Order {
                 sampler: "MRS",
                 order: self.order,
+                min: 1,
                 max: 3,
             });
         }
@@ -168,13 +169,7 @@ impl Mrs {
                 z.as_ref(),
             )?;
         }
-        Ok((
-            uncentered(process, &y),
-            Stats {
-                nfe: ev.nfe(),
-                classifier_calls: 0,
-            },
-        ))
+        Ok((uncentered(process, &y), Stats::model_only(ev.nfe())))
     }
 }
 
@@ -194,9 +189,6 @@ impl Sampler for Mrs {
             ""
         };
         format!("MRS {v}-{} {f}{third}", self.order)
-    }
-    fn steps_for_nfe(&self, nfe: usize) -> usize {
-        nfe
     }
     fn sample(
         &self,

@@ -69,7 +69,7 @@ impl Sampler for PredictorCorrector {
             let a = (process.alpha(t) / process.alpha(s)).powi(2);
             for _ in 0..self.n_corr {
                 let score = ev.score(&y, s)?;
-                let z = noise.standard_normal(&y, s, s)?;
+                let z = noise.independent_normal(&y)?;
                 let ratio = norms(&z, self.per_sample_norms) / norms(&score, self.per_sample_norms);
                 let eps = (ratio * self.snr).square() * (2.0 * a);
                 let eps = eps.reshape(shape_b.as_slice());
@@ -86,12 +86,6 @@ impl Sampler for PredictorCorrector {
                 lincomb(&drift)?
             };
         }
-        Ok((
-            uncentered(process, &y),
-            Stats {
-                nfe: ev.nfe(),
-                classifier_calls: 0,
-            },
-        ))
+        Ok((uncentered(process, &y), Stats::model_only(ev.nfe())))
     }
 }
