@@ -33,15 +33,38 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     if let Err(err) = run(Cli::parse()) {
-        eprintln!("graft: error: {err:#}");
+        eprintln!("graft: error: {}", one_line(&err));
         std::process::exit(1);
     }
 }
 
+/// The error and its causes on one line, each cause once: a cause whose
+/// text the message already holds (an OS error a library put into its own
+/// message) is not repeated.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
 fn run(cli: Cli) -> Result<()> {
+    // A device named in the environment must exist, whatever the command.
+    if std::env::var("GRAFT_DEVICE").is_ok_and(|v| !v.trim().is_empty()) {
+        graft_tensor::device::default_device()?;
+    }
     match cli.command {
         Command::Reproduce(args) => reproduce::run(args),
         Command::Merge(args) => merge::run(args),

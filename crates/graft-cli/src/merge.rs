@@ -18,9 +18,15 @@ pub struct Args {
     /// Largest output shard, in bytes with an optional k/M/B suffix (mergekit's `--out-shard-size`).
     #[arg(long, default_value = "5B")]
     out_shard_size: String,
-    /// Threads merging tensors in parallel (mergekit's `-j`; default: one per core).
+    /// Threads merging tensors in parallel (mergekit's `-j`; default: one per core; at most 1024).
     #[arg(short = 'j', long, default_value_t = 0)]
     threads: usize,
+    /// Replace OUT_DIR if it holds an earlier graft output (never a directory holding other files).
+    #[arg(long)]
+    force: bool,
+    /// Copy the base's values of tensors graft cannot merge (integer, 8-bit float) even where the models differ.
+    #[arg(long)]
+    copy_unmergeable: bool,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -39,10 +45,14 @@ pub fn parse_size(text: &str) -> Result<u64> {
         .trim()
         .parse()
         .with_context(|| format!("`{text}` is not a size (e.g. 5B, 500M, 64k)"))?;
-    if value.is_nan() || value <= 0.0 {
-        bail!("shard size `{text}` must be positive");
+    if !value.is_finite() || value <= 0.0 {
+        bail!("shard size `{text}` must be a positive number");
     }
-    Ok((value * factor) as u64)
+    let bytes = value * factor;
+    if bytes < 1.0 || bytes > 1e18 {
+        bail!("shard size `{text}` must be between 1 byte and 1e18 bytes");
+    }
+    Ok(bytes as u64)
 }
 
 /// Runs `graft merge`.
@@ -56,6 +66,8 @@ pub fn run(args: Args) -> Result<()> {
         max_shard_bytes: Some(parse_size(&args.out_shard_size)?),
         progress: !args.quiet,
         threads: args.threads,
+        force: args.force,
+        copy_unmergeable: args.copy_unmergeable,
         ..RunOptions::default()
     };
     let report = run_merge(&config, &args.out_dir, &options).with_context(|| {

@@ -65,9 +65,68 @@ pub struct Args {
     /// Number of samples (default 1000, or the condition's row count).
     #[arg(short = 'n', long)]
     samples: Option<usize>,
-    /// Output directory (samples.safetensors, samples.svg).
+    /// Output directory (samples.safetensors, samples.svg); it appears only when sampling succeeds.
     #[arg(long, default_value = "graft-samples")]
     out: PathBuf,
+    /// Replace --out if it holds an earlier graft output (never a directory holding other files).
+    #[arg(long)]
+    force: bool,
+}
+
+/// The most samples one run may draw.
+const MAX_SAMPLES: usize = 10_000_000;
+/// The most model evaluations per sample.
+const MAX_NFE: usize = 100_000;
+
+/// Refuses `-n` and `--nfe` outside their bounds, and runs whose working
+/// memory (about `bytes_per_sample` per sample) exceeds what the machine has.
+fn check_budget(args: &Args, n: usize, bytes_per_sample: u64) -> Result<()> {
+    if n > MAX_SAMPLES {
+        bail!(
+            "--samples {n} is more than {MAX_SAMPLES}; sample in several runs with different --seed"
+        );
+    }
+    if args.nfe == 0 || args.nfe > MAX_NFE {
+        bail!("--nfe {} must lie in 1..={MAX_NFE}", args.nfe);
+    }
+    let need = (n as u64).saturating_mul(bytes_per_sample);
+    if let Some(available) = available_memory()
+        && need > available
+    {
+        bail!(
+            "{n} samples need about {:.1} GiB of working memory, and {:.1} GiB is available; lower --samples",
+            need as f64 / (1u64 << 30) as f64,
+            available as f64 / (1u64 << 30) as f64
+        );
+    }
+    Ok(())
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Working bytes per sample of dimension `dim` through a network of width
+/// `hidden` and `layers` layers: the sampler's f64 states and history (about
+/// 12 rows) and the network's f32 activations.
+fn bytes_per_sample(dim: i64, hidden: i64, layers: usize) -> u64 {
+    (dim.max(1) as u64) * 8 * 12 + (hidden.max(1) as u64) * 4 * 4 * (layers as u64 + 1)
+}
+
+/// Builds the output directory beside `--out` and renames it into place.
+fn stage_output(args: &Args, inputs: Vec<PathBuf>) -> Result<graft_tensor::atomic::StagingDir> {
+    let rules = graft_tensor::output::OutputRules::new()
+        .force(args.force)
+        .inputs(inputs);
+    Ok(graft_tensor::atomic::StagingDir::create(
+        &args.out,
+        &rules,
+        "graft sample",
+    )?)
 }
 
 fn form(s: &str) -> Result<Form> {
@@ -116,28 +175,29 @@ fn noise_source(args: &Args, t_end: f64, t_start: f64) -> Result<Box<dyn NoiseSo
     })
 }
 
-/// Writes `samples.safetensors` and `samples.svg` into `--out`.
+/// Writes `samples.safetensors` and `samples.svg` into the staged output
+/// directory and renames it into place at `--out`.
 fn write_samples(
-    args: &Args,
+    staging: graft_tensor::atomic::StagingDir,
     x: &Tensor,
     meta: Vec<(&str, String)>,
     title: &str,
     reference: Option<&Tensor>,
     images: bool,
 ) -> Result<()> {
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let dir = staging.path().to_path_buf();
     let meta: HashMap<String, String> = meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     graft_tensor::safetensors::save(
-        args.out.join("samples.safetensors"),
+        dir.join("samples.safetensors"),
         [("samples", &x.to_kind(Kind::Float))],
         &meta,
     )?;
-    let svg = args.out.join("samples.svg");
+    let svg = dir.join("samples.svg");
     match image_side(x.size()[1]).filter(|_| images) {
         Some(side) => image_grid_svg(&svg, title, x, reference, side)?,
         None => graft_diffusion::scatter::scatter_svg(&svg, title, x, reference)?,
     }
+    staging.commit()?;
     Ok(())
 }
 
@@ -273,11 +333,21 @@ fn read_condition(file: &std::path::Path, key: Option<&str>) -> Result<(String, 
 }
 
 fn run_model(args: &Args, dir: &std::path::Path) -> Result<()> {
+    if args.samples == Some(0) {
+        bail!("--samples must be at least 1");
+    }
+    let mut inputs = vec![dir.to_path_buf()];
+    inputs.extend(args.condition.clone());
     let (mut net, config) = graft_diffusion::saved::load(dir)
         .with_context(|| format!("loading the denoiser in {}", dir.display()))?;
     let cond_dim = config.shape.cond_dim;
-    if args.samples == Some(0) {
-        bail!("--samples must be at least 1");
+    let per_sample = bytes_per_sample(
+        config.shape.dim + cond_dim,
+        config.shape.hidden,
+        config.shape.layers,
+    );
+    if let Some(n) = args.samples {
+        check_budget(args, n, per_sample)?;
     }
     let mut condition = None;
     let n = match (&args.condition, cond_dim) {
@@ -299,6 +369,7 @@ fn run_model(args: &Args, dir: &std::path::Path) -> Result<()> {
                 (_, Some(n)) => n,
                 (_, None) => 1000,
             };
+            check_budget(args, n, per_sample)?;
             let rows = graft_diffusion::saved::bind_condition(&mut net, &config, &c, n)
                 .with_context(|| {
                     format!(
@@ -314,7 +385,13 @@ fn run_model(args: &Args, dir: &std::path::Path) -> Result<()> {
     if n < 1 {
         bail!("--samples must be at least 1");
     }
+    check_budget(args, n, per_sample)?;
     let s = sampler(args)?;
+    // Refuse a bad output before the sampling work.
+    graft_tensor::output::OutputRules::new()
+        .force(args.force)
+        .inputs(inputs.clone())
+        .check(&args.out)?;
     let mut grid: StepGrid = args.grid.parse()?;
     if let StepGrid::UniformLambda { lambda_min } = &mut grid {
         *lambda_min = config.lambda_min;
@@ -328,6 +405,7 @@ fn run_model(args: &Args, dir: &std::path::Path) -> Result<()> {
     let x_start = prior_states(&net, times[0], n, args.seed)?;
     let mut noise = noise_source(args, config.t_end, config.t_start)?;
     let (x, stats) = s.sample(&*process, &net, &x_start, &times, noise.as_mut())?;
+    let staging = stage_output(args, inputs)?;
     let mut meta = vec![
         ("model", dir.display().to_string()),
         ("sampler", s.name()),
@@ -344,8 +422,6 @@ fn run_model(args: &Args, dir: &std::path::Path) -> Result<()> {
         |n| n.to_string_lossy().into_owned(),
     );
     let title = format!("{} on {name}: {} NFE", s.name(), stats.nfe);
-    // A saved network's square dimensions are taken as images (the digits).
-    write_samples(args, &x, meta, &title, condition.as_ref(), true)?;
     let mean = x.mean_dim(0, false, Kind::Double);
     let std = x.std_dim(0, true, false);
     // Only a process-mean condition lives in the data space.
@@ -361,6 +437,8 @@ fn run_model(args: &Args, dir: &std::path::Path) -> Result<()> {
         ),
         _ => String::new(),
     };
+    // A saved network's square dimensions are taken as images (the digits).
+    write_samples(staging, &x, meta, &title, condition.as_ref(), true)?;
     println!(
         "{}: {} samples of dimension {}, {} NFE; per-dimension mean {:.4} .. {:.4}, std {:.4} .. {:.4}{conditioned}; wrote {}",
         s.name(),
@@ -391,6 +469,12 @@ pub fn run(args: Args) -> Result<()> {
     if n < 2 {
         bail!("--samples must be at least 2");
     }
+    graft_tensor::output::OutputRules::new()
+        .force(args.force)
+        .check(&args.out)?;
+    let dim = problem.gmm.dim();
+    // The metrics hold n × n distance matrices, twice.
+    check_budget(&args, n, bytes_per_sample(dim, 1, 0) + 2 * 8 * n as u64)?;
     let param: Parameterization = args.param.parse()?;
     let s = sampler(&args)?;
     let mut grid: StepGrid = args.grid.parse()?;
@@ -423,7 +507,8 @@ pub fn run(args: Args) -> Result<()> {
         ("seed", args.seed.to_string()),
     ];
     let title = format!("{} on {}: {} NFE", s.name(), args.problem, stats.nfe);
-    write_samples(&args, &x, meta, &title, Some(&reference), false)?;
+    let staging = stage_output(&args, Vec::new())?;
+    write_samples(staging, &x, meta, &title, Some(&reference), false)?;
     println!(
         "{}: {} samples, {} NFE; MMD² {mmd:.3e}, mode TV {:.4}, coverage {}/{}, std ratio {:.4}, outliers {:.4}; wrote {}",
         s.name(),

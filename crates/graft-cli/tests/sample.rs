@@ -352,6 +352,7 @@ fn sample_restores_with_a_conditional_denoiser() {
         "5",
         "--out",
         o,
+        "--force",
     ]);
     assert!(
         out.status.success(),
@@ -414,6 +415,7 @@ fn sample_restores_with_a_conditional_denoiser() {
         "5",
         "--out",
         o,
+        "--force",
     ]);
     assert!(
         e.contains("8 rows") && e.contains("5 samples") && e.contains(f),

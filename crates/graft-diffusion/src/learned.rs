@@ -60,6 +60,9 @@ impl std::fmt::Debug for MlpDenoiser {
 
 const FREQS: usize = 8;
 
+/// Inputs the MLP adds for the time (sine and cosine features).
+pub const TIME_FEATURES: i64 = 2 * FREQS as i64;
+
 /// 16 sinusoidal features of λ (frequencies 2^k/8, k = 0..8), `[n, 16]` f32.
 fn embed(lams: &[f64]) -> Tensor {
     let mut v = Vec::with_capacity(lams.len() * 2 * FREQS);

@@ -46,6 +46,17 @@ pub const CONFIG_FILE: &str = "config.json";
 /// The tensor holding the process's μ in the weights' file.
 pub const MU_TENSOR: &str = "process.mu";
 
+/// The largest data or condition dimension a saved denoiser may declare.
+pub const MAX_DIM: i64 = 1 << 20;
+/// The largest hidden width a saved denoiser may declare.
+pub const MAX_HIDDEN: i64 = 1 << 16;
+/// The most hidden layers a saved denoiser may declare.
+pub const MAX_LAYERS: usize = 256;
+/// The most parameters a saved denoiser may declare (1 GiB of f32).
+pub const MAX_PARAMS: u64 = 1 << 28;
+/// The most steps of a discrete θ table.
+pub const MAX_TABLE_STEPS: usize = 1 << 20;
+
 /// A process as a saved configuration names it (its μ is stored as a tensor).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -179,6 +190,124 @@ impl SavedConfig {
         self.condition.is_some_and(|c| c.is_process_mean)
     }
 
+    /// The network's parameter tensors, `(name, shape)`, in layer order.
+    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let s = self.shape;
+        let mut width = (s.dim + s.cond_dim + crate::learned::TIME_FEATURES) as usize;
+        let mut out = Vec::with_capacity(2 * s.layers + 2);
+        for i in 0..s.layers {
+            out.push((format!("l{i}.weight"), vec![s.hidden as usize, width]));
+            out.push((format!("l{i}.bias"), vec![s.hidden as usize]));
+            width = s.hidden as usize;
+        }
+        out.push(("out.weight".into(), vec![s.dim as usize, width]));
+        out.push(("out.bias".into(), vec![s.dim as usize]));
+        out
+    }
+
+    /// Checks every value before anything is allocated from it: sizes
+    /// positive and bounded ([`MAX_DIM`], [`MAX_HIDDEN`], [`MAX_LAYERS`],
+    /// [`MAX_PARAMS`]), times and process constants finite and in range, and
+    /// the condition consistent with the shape and the process.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let s = self.shape;
+        if !(1..=MAX_DIM).contains(&s.dim) {
+            return Err(format!("shape.dim = {} must lie in 1..={MAX_DIM}", s.dim));
+        }
+        if !(0..=MAX_DIM).contains(&s.cond_dim) {
+            return Err(format!(
+                "shape.cond_dim = {} must lie in 0..={MAX_DIM}",
+                s.cond_dim
+            ));
+        }
+        if !(1..=MAX_HIDDEN).contains(&s.hidden) {
+            return Err(format!(
+                "shape.hidden = {} must lie in 1..={MAX_HIDDEN}",
+                s.hidden
+            ));
+        }
+        if !(1..=MAX_LAYERS).contains(&s.layers) {
+            return Err(format!(
+                "shape.layers = {} must lie in 1..={MAX_LAYERS}",
+                s.layers
+            ));
+        }
+        let params: u64 = self
+            .parameter_shapes()
+            .iter()
+            .map(|(_, shape)| shape.iter().map(|&d| d as u64).product::<u64>())
+            .sum();
+        if params > MAX_PARAMS {
+            return Err(format!(
+                "the shape declares {params} parameters, more than the {MAX_PARAMS} a saved denoiser may hold"
+            ));
+        }
+        let finite_pos = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("process.{name} = {v} must be positive and finite"))
+            }
+        };
+        match self.process {
+            ProcessSpec::MeanRevertingTable {
+                steps,
+                eps,
+                sigma_inf,
+                ..
+            } => {
+                if !(1..=MAX_TABLE_STEPS).contains(&steps) {
+                    return Err(format!(
+                        "process.steps = {steps} must lie in 1..={MAX_TABLE_STEPS}"
+                    ));
+                }
+                finite_pos("eps", eps)?;
+                finite_pos("sigma_inf", sigma_inf)?;
+            }
+            ProcessSpec::MeanRevertingCosine { eps, sigma_inf } => {
+                finite_pos("eps", eps)?;
+                finite_pos("sigma_inf", sigma_inf)?;
+            }
+            ProcessSpec::Vp => {}
+            ProcessSpec::Ve {
+                sigma_min,
+                sigma_max,
+            } => {
+                finite_pos("sigma_min", sigma_min)?;
+                finite_pos("sigma_max", sigma_max)?;
+            }
+            ProcessSpec::Edm { sigma_max } => finite_pos("sigma_max", sigma_max)?,
+        }
+        if !(self.t_start.is_finite() && self.t_end.is_finite() && self.t_end >= 0.0)
+            || self.t_start <= self.t_end
+        {
+            return Err(format!(
+                "t_start = {} and t_end = {} must be finite with t_start > t_end >= 0",
+                self.t_start, self.t_end
+            ));
+        }
+        if let Some(l) = self.lambda_min
+            && !l.is_finite()
+        {
+            return Err(format!("lambda_min = {l} must be finite"));
+        }
+        self.check_condition()
+    }
+
+    /// Parses and validates a `config.json` text; `origin` names it in errors.
+    pub fn from_json(text: &str, origin: &Path) -> Result<Self> {
+        let bad = |e: String| Error::Config(format!("{}: {e}", origin.display()));
+        let config: SavedConfig = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        if config.format != FORMAT || config.version != VERSION {
+            return Err(bad(format!(
+                "format `{}` version {} is not a saved graft denoiser (expected `{FORMAT}` version {VERSION})",
+                config.format, config.version
+            )));
+        }
+        config.validate().map_err(bad)?;
+        Ok(config)
+    }
+
     /// Checks that `condition` agrees with the shape and the process.
     fn check_condition(&self) -> std::result::Result<(), String> {
         let Some(c) = self.condition else {
@@ -227,8 +356,10 @@ pub fn save(net: &MlpDenoiser, config: &SavedConfig, dir: &Path) -> Result<()> {
             config.shape.cond_dim
         )));
     }
-    config.check_condition().map_err(Error::Config)?;
-    let staging = StagingDir::create(dir)?;
+    config.validate().map_err(Error::Config)?;
+    // A library save replaces an earlier save (never a directory holding other files).
+    let rules = graft_tensor::output::OutputRules::new().force(true);
+    let staging = StagingDir::create(dir, &rules, "graft_diffusion::saved::save")?;
     let mut tensors = graft_nn::models::varstore_tensors(net.var_store());
     // A process-mean condition is per-sample data, not part of the model.
     if let (Some(mu), false) = (net.process().mu(), config.condition_is_process_mean()) {
@@ -248,36 +379,75 @@ pub fn save(net: &MlpDenoiser, config: &SavedConfig, dir: &Path) -> Result<()> {
 }
 
 /// Reads a denoiser saved by [`save`]: the network, ready to sample, and its configuration.
+///
+/// Everything is checked before it is used: the configuration's values
+/// ([`SavedConfig::validate`]), then every weight's name, dtype and shape
+/// against the configuration (before the network is allocated), μ's
+/// length, and that every weight and μ is finite.
 pub fn load(dir: &Path) -> Result<(MlpDenoiser, SavedConfig)> {
     let config_path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&config_path)
-        .map_err(|e| Error::Config(format!("{}: {e}", config_path.display())))?;
-    let config: SavedConfig = serde_json::from_str(&text)
-        .map_err(|e| Error::Config(format!("{}: {e}", config_path.display())))?;
-    if config.format != FORMAT || config.version != VERSION {
-        return Err(Error::Config(format!(
-            "{}: format `{}` version {} is not a saved graft denoiser (expected `{FORMAT}` version {VERSION})",
-            config_path.display(),
-            config.format,
-            config.version
-        )));
-    }
-    config
-        .check_condition()
-        .map_err(|e| Error::Config(format!("{}: {e}", config_path.display())))?;
+    let text = graft_tensor::input::read_text(&config_path, 1 << 20)?;
+    let config = SavedConfig::from_json(&text, &config_path)?;
     let weights = dir.join(WEIGHTS_FILE);
     let ckpt = Checkpoint::open(&weights)?;
+    let bad = |e: String| Error::Config(format!("{}: {e}", weights.display()));
+    for (name, shape) in config.parameter_shapes() {
+        let spec = ckpt.spec(&name).map_err(|_| {
+            bad(format!(
+                "no tensor `{name}`, which {} (shape {:?}) needs",
+                config_path.display(),
+                config.shape
+            ))
+        })?;
+        if spec.shape != shape || spec.dtype != graft_tensor::safetensors::Dtype::F32 {
+            return Err(bad(format!(
+                "tensor `{name}` is {:?} {:?}; {} needs F32 {shape:?}",
+                spec.dtype,
+                spec.shape,
+                config_path.display()
+            )));
+        }
+    }
     let mu = if config.condition_is_process_mean() {
         None // bound per sample by `bind_condition`
     } else if ckpt.contains(MU_TENSOR) {
-        Some(ckpt.tensor(MU_TENSOR)?)
+        let spec = ckpt.spec(MU_TENSOR)?;
+        let dim = config.shape.dim as usize;
+        if spec.shape != [dim] && spec.shape != [1, dim] {
+            return Err(bad(format!(
+                "`{MU_TENSOR}` has shape {:?}; the data dimension is {dim}, so it must be [{dim}]",
+                spec.shape
+            )));
+        }
+        let mu = ckpt.tensor(MU_TENSOR)?;
+        check_finite(&mu, MU_TENSOR).map_err(bad)?;
+        Some(mu)
     } else {
         None
     };
     let process = config.process.build(mu)?;
     let mut net = MlpDenoiser::new(process, config.shape, config.parameterization, 0);
     graft_nn::models::load_varstore(net.var_store_mut(), &weights)?;
+    for (name, var) in net.var_store().variables() {
+        check_finite(&var, &name).map_err(bad)?;
+    }
     Ok((net, config))
+}
+
+/// An error naming `name` when `t` holds a NaN or an infinity.
+fn check_finite(t: &Tensor, name: &str) -> std::result::Result<(), String> {
+    let bad = t
+        .f_isfinite()
+        .and_then(|f| f.f_logical_not())
+        .and_then(|f| f.f_sum(Kind::Int64))
+        .map(|n| n.int64_value(&[]))
+        .map_err(|e| format!("`{name}`: {e}"))?;
+    if bad > 0 {
+        return Err(format!(
+            "`{name}` holds {bad} non-finite value(s) (NaN or infinity); the model cannot be sampled"
+        ));
+    }
+    Ok(())
 }
 
 /// Binds a loaded conditional denoiser to its conditions for `n` samples:

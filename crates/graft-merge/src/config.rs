@@ -147,18 +147,20 @@ fn show(v: &Value) -> String {
 impl MergeConfig {
     /// Reads and validates a YAML file.
     pub fn from_yaml_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        let text = graft_tensor::input::read_text(path, graft_tensor::input::CONFIG_LIMIT)?;
         Self::from_yaml(&text, &path.display().to_string())
     }
 
-    /// Parses and validates YAML text; `origin` names it in errors.
+    /// Parses and validates YAML text; `origin` names it in errors. The
+    /// dialect is what PyYAML reads for mergekit: a leading byte-order mark
+    /// is ignored and `<<` merge keys are applied.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self> {
         let ctx = Ctx { origin };
-        let root: Value = serde_yaml::from_str(text)
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut root: Value = serde_yaml::from_str(text)
             .map_err(|e| ctx.err("<document>", format!("not valid YAML: {e}")))?;
+        root.apply_merge()
+            .map_err(|e| ctx.err("<<", format!("cannot apply the merge key: {e}")))?;
         let map = root
             .as_mapping()
             .ok_or_else(|| ctx.err("<document>", "expected a mapping at the top level"))?;
@@ -344,6 +346,18 @@ impl MergeConfig {
         if models.is_empty() {
             return Err(ctx.err("models", "no models to merge"));
         }
+        let mut seen = std::collections::HashMap::new();
+        for (i, m) in models.iter().enumerate() {
+            if let Some(first) = seen.insert(&m.path, i) {
+                return Err(ctx.err(
+                    &format!("models[{i}].model"),
+                    format!(
+                        "`{}` is already models[{first}]; list each model once",
+                        m.path.display()
+                    ),
+                ));
+            }
+        }
         if base_model.is_none() && method != Method::Linear {
             return Err(ctx.err(
                 "base_model",
@@ -353,8 +367,20 @@ impl MergeConfig {
         if !scope_set && params.compat == Compat::Paper {
             scope = Scope::Global;
         }
-        for name in [&dtype, &out_dtype].into_iter().flatten() {
-            graft_tensor::dtype::parse_kind(name).map_err(|e| ctx.err("dtype", e.to_string()))?;
+        for (key, name) in [("dtype", &dtype), ("out_dtype", &out_dtype)] {
+            let Some(name) = name else { continue };
+            let kind =
+                graft_tensor::dtype::parse_kind(name).map_err(|e| ctx.err(key, e.to_string()))?;
+            use graft_tensor::tch::Kind;
+            if !matches!(
+                kind,
+                Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double
+            ) {
+                return Err(ctx.err(
+                    key,
+                    format!("`{name}` is not a dtype graft merges in (float32, float16, bfloat16, float64)"),
+                ));
+            }
         }
         Ok(Self {
             method,

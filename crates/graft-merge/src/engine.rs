@@ -20,6 +20,7 @@ use crate::config::{MergeConfig, Scope};
 use crate::param::layer_index;
 use crate::{Error, Method, Result};
 use graft_tensor::atomic::StagingDir;
+use graft_tensor::output::OutputRules;
 use graft_tensor::safetensors::{Checkpoint, Dtype, ShardedWriter, TensorSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
@@ -39,7 +40,18 @@ pub struct RunOptions {
     /// Elements per chunk when streaming through a tensor (the chunk size
     /// changes no bit either).
     pub chunk_elems: usize,
+    /// Replace an existing output directory that an earlier graft command
+    /// wrote (never one holding anything else; see
+    /// [`graft_tensor::output::OutputRules`]).
+    pub force: bool,
+    /// Copy the base's values for tensors graft cannot merge (integer and
+    /// 8-bit float dtypes) even when the models' values differ, with a
+    /// warning; by default that is an error ([`Error::Unmergeable`]).
+    pub copy_unmergeable: bool,
 }
+
+/// The most worker threads a merge may use.
+pub const MAX_THREADS: usize = 1024;
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -48,6 +60,8 @@ impl Default for RunOptions {
             progress: true,
             threads: 0,
             chunk_elems: 1 << 20,
+            force: false,
+            copy_unmergeable: false,
         }
     }
 }
@@ -65,11 +79,24 @@ pub struct MergeReport {
     pub bytes_written: u64,
     /// Wall time in seconds.
     pub wall_s: f64,
+    /// Things the user should know (degenerate weights, copied tensors);
+    /// each is also logged as a `tracing` warning.
+    pub warnings: Vec<String>,
 }
 
 fn safetensors_dtype(name: &str) -> Result<Dtype> {
     let kind = graft_tensor::dtype::parse_kind(name)?;
-    Ok(graft_tensor::dtype::to_safetensors(kind, "<out_dtype>")?)
+    let dtype = graft_tensor::dtype::to_safetensors(kind, "<out_dtype>")?;
+    if !is_float(dtype) {
+        return Err(Error::Config {
+            origin: "<config>".into(),
+            key: "out_dtype".into(),
+            reason: format!(
+                "`{name}` is not a float type graft can write merged values in (float32, float16, bfloat16, float64)"
+            ),
+        });
+    }
+    Ok(dtype)
 }
 
 fn open(path: &Path) -> Result<Checkpoint> {
@@ -85,31 +112,54 @@ pub fn run_merge(
     options: &RunOptions,
 ) -> Result<MergeReport> {
     let started = Instant::now();
+    // Cheap checks first: nothing is mapped or created before they pass.
+    if options.threads > MAX_THREADS {
+        return Err(Error::BadOption {
+            option: "threads".into(),
+            reason: format!(
+                "{} threads asked for; at most {MAX_THREADS} (0 = one per core)",
+                options.threads
+            ),
+        });
+    }
+    if options.chunk_elems == 0 {
+        return Err(Error::BadOption {
+            option: "chunk_elems".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    if options.max_shard_bytes == Some(0) {
+        return Err(Error::BadOption {
+            option: "max_shard_bytes".into(),
+            reason: "must be positive".into(),
+        });
+    }
     let base_path = config
         .base_model
         .clone()
         .unwrap_or_else(|| config.models[0].path.clone());
+    let paths: Vec<PathBuf> = config.models.iter().map(|m| m.path.clone()).collect();
+    check_distinct(&paths)?;
+    let rules = OutputRules::new()
+        .force(options.force)
+        .input(&base_path)
+        .inputs(paths.iter().cloned());
+    rules.check(out_dir)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.threads)
+        .build()
+        .map_err(|e| Error::BadOption {
+            option: "threads".into(),
+            reason: format!("cannot start {} threads: {e}", options.threads),
+        })?;
     let base = open(&base_path)?;
-    let models: Vec<Checkpoint> = config
-        .models
-        .iter()
-        .map(|m| open(&m.path))
-        .collect::<Result<_>>()?;
-    let ids: Vec<String> = config
-        .models
-        .iter()
-        .map(|m| m.path.display().to_string())
-        .collect();
-    validate(
-        &base,
-        &base_path,
-        &models,
-        &config
-            .models
-            .iter()
-            .map(|m| m.path.clone())
-            .collect::<Vec<_>>(),
-    )?;
+    let models: Vec<Checkpoint> = paths.iter().map(|p| open(p)).collect::<Result<_>>()?;
+    let ids: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let mut warnings = validate(&base, &base_path, &models, &paths, options.copy_unmergeable)?;
+    warnings.extend(degenerate_weights(config, &base)?);
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
 
     let out_dtype = config
         .out_dtype
@@ -142,7 +192,7 @@ pub fn run_merge(
         serde_json::to_string(config).unwrap_or_default(),
     );
 
-    let staging = StagingDir::create(out_dir)?;
+    let staging = StagingDir::create(out_dir, &rules, "graft merge")?;
     let mut writer = ShardedWriter::create(
         staging.path(),
         out_specs.clone(),
@@ -167,14 +217,12 @@ pub fn run_merge(
         bytes_read: 0,
         bytes_written: 0,
         wall_s: 0.0,
+        warnings,
     };
     let jobs: Vec<(&TensorSpec, &TensorSpec)> = base_specs.iter().zip(&out_specs).collect();
     let spare = std::sync::Mutex::new(Vec::new());
-    // Output buffers kept for reuse: one per worker (`threads = 0` is rayon's default count).
-    let workers = match options.threads {
-        0 => rayon::current_num_threads(),
-        n => n,
-    };
+    // Output buffers kept for reuse: one per worker.
+    let workers = pool.current_num_threads().max(1);
     let job = Job {
         config,
         base: &base,
@@ -206,13 +254,6 @@ pub fn run_merge(
     if config.scope == Scope::Global && matches!(config.method, Method::Ties | Method::Pcb(_)) {
         job.global(&jobs, &mut write)?;
     } else {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(options.threads)
-            .build()
-            .map_err(|e| Error::BadParameter {
-                tensor: "<all>".into(),
-                what: format!("cannot start {} threads: {e}", options.threads),
-            })?;
         let batch = pool.current_num_threads().max(1);
         for chunk in jobs.chunks(batch) {
             // Merge a batch in parallel, then write it in the declared order.
@@ -615,13 +656,75 @@ fn no_value(tensor: &str, model: &str, what: &str) -> Error {
     }
 }
 
-/// Every model must hold exactly the base's tensors, with the same shapes and dtypes.
+/// Models must be distinct files: the same checkpoint twice is almost
+/// always a typo, and their random streams (DARE) would coincide.
+fn check_distinct(paths: &[PathBuf]) -> Result<()> {
+    let mut seen = std::collections::HashMap::new();
+    for p in paths {
+        let key = p.canonicalize().unwrap_or_else(|_| p.clone());
+        if let Some(first) = seen.insert(key, p) {
+            return Err(Error::DuplicateModel(if first == p {
+                p.display().to_string()
+            } else {
+                format!("{} (also listed as {})", p.display(), first.display())
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// Warnings for weights that make mergekit's normalisation degenerate:
+/// where the weights of a tensor sum to 0, `normalize` divides by 1
+/// instead (mergekit's rule), so the result is the raw weighted sum. (TIES
+/// normalises per element over the models that agree with the elected
+/// sign, which no static check can foresee.)
+fn degenerate_weights(config: &MergeConfig, base: &Checkpoint) -> Result<Vec<String>> {
+    let normalize = match config.method {
+        Method::Linear => config.params.normalize.unwrap_or(true),
+        Method::TaskArithmetic | Method::DareLinear => config.params.normalize.unwrap_or(false),
+        _ => false,
+    };
+    if !normalize {
+        return Ok(Vec::new());
+    }
+    let specs = base.specs()?;
+    let layers = specs
+        .iter()
+        .filter_map(|s| layer_index(&s.name))
+        .max()
+        .map(|m| m + 1);
+    let mut hit = Vec::new();
+    for spec in specs.iter().filter(|s| is_float(s.dtype)) {
+        let layer = layer_index(&spec.name).zip(layers);
+        let sum: f64 = config
+            .models
+            .iter()
+            .filter_map(|m| m.weight.resolve(&spec.name, layer))
+            .sum();
+        if sum.abs() < 1e-8 {
+            hit.push(spec.name.as_str());
+        }
+    }
+    Ok(match hit.as_slice() {
+        [] => Vec::new(),
+        [first, ..] => vec![format!(
+            "the models' weights sum to 0 for {} tensor(s) (first: `{first}`), so normalize divides by 1 there (mergekit's rule) and writes the raw weighted sum; check the weights",
+            hit.len()
+        )],
+    })
+}
+
+/// Every model must hold exactly the base's tensors, with the same shapes
+/// and dtypes; tensors graft cannot merge must hold the base's values
+/// (else an error, or a warning with `copy_unmergeable`). Returns the warnings.
 fn validate(
     base: &Checkpoint,
     base_path: &Path,
     models: &[Checkpoint],
     paths: &[PathBuf],
-) -> Result<()> {
+    copy_unmergeable: bool,
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
     for (m, path) in models.iter().zip(paths) {
         for name in base.names() {
             let b = base.spec(name)?;
@@ -659,6 +762,22 @@ fn validate(
                     ),
                 });
             }
+            if !is_float(b.dtype)
+                && base.file_of(name)?.bytes(name)? != m.file_of(name)?.bytes(name)?
+            {
+                if !copy_unmergeable {
+                    return Err(Error::Unmergeable {
+                        tensor: name.clone(),
+                        dtype: format!("{:?}", b.dtype),
+                        model: path.display().to_string(),
+                    });
+                }
+                warnings.push(format!(
+                    "tensor `{name}` ({:?}) differs in {} but cannot be merged: the base's values were copied",
+                    b.dtype,
+                    path.display()
+                ));
+            }
         }
         if let Some(extra) = m.names().iter().find(|n| !base.contains(n)) {
             return Err(Error::Mismatch {
@@ -671,5 +790,5 @@ fn validate(
             });
         }
     }
-    Ok(())
+    Ok(warnings)
 }

@@ -73,6 +73,28 @@ pub enum Error {
         /// What differs, naming the files.
         reason: String,
     },
+    /// A run option outside its range (`threads`, shard size).
+    #[error("option `{option}`: {reason}")]
+    BadOption {
+        /// The option.
+        option: String,
+        /// What is wrong and the accepted range.
+        reason: String,
+    },
+    /// A tensor graft cannot merge (an integer or 8-bit float dtype) whose
+    /// values differ between the models: copying the base's would drop the
+    /// fine-tunes' values.
+    #[error(
+        "tensor `{tensor}` ({dtype}) differs between the base and {model}, and graft merges only f32, f16, bf16 and f64 tensors; allow copying the base's values with --copy-unmergeable (copy_unmergeable)"
+    )]
+    Unmergeable {
+        /// The tensor.
+        tensor: String,
+        /// Its dtype.
+        dtype: String,
+        /// The first model whose values differ.
+        model: String,
+    },
     /// Reading or writing a checkpoint failed.
     #[error(transparent)]
     Tensor(#[from] graft_tensor::Error),

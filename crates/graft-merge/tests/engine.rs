@@ -133,6 +133,8 @@ fn checkpoint_merge_equals_the_in_memory_maths_tensor_by_tensor() {
                 progress: false,
                 threads: 2,
                 chunk_elems: 5,
+                force: true,
+                copy_unmergeable: false,
             },
         )
         .unwrap();
@@ -422,6 +424,7 @@ fn thread_count_and_chunk_size_change_no_bit() {
                     progress: false,
                     threads,
                     chunk_elems,
+                    ..RunOptions::default()
                 },
             )
             .unwrap();

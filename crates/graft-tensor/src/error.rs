@@ -91,6 +91,23 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// An output path where writing would lose something: an existing
+    /// directory with files, an input, a file in its place.
+    #[error("will not write {path}: {reason}")]
+    UnsafeOutput {
+        /// The output path.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// An input path that is not a regular file (a FIFO, a device, a socket, a directory).
+    #[error("{path} is {kind}, not a regular file; give a regular file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is (`a FIFO`, `a directory`, …).
+        kind: &'static str,
+    },
     /// A value from the user or the environment is not acceptable.
     #[error("{0}")]
     Invalid(String),

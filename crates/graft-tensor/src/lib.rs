@@ -9,7 +9,9 @@
 //! - [`memory`] probes: peak resident memory of a closure in a child process,
 //!   and bytes held by a set of tensors;
 //! - [`cache`]: where graft's cache and assets live;
-//! - [`fused`] element-wise arithmetic: a linear combination in one pass.
+//! - [`fused`] element-wise arithmetic: a linear combination in one pass;
+//! - [`output`] rules (never delete what graft did not write) and [`input`]
+//!   checks (regular files only), used with [`atomic`] writes.
 //!
 //! ```ignore
 //! use graft_tensor::safetensors::{Checkpoint, save};
@@ -34,7 +36,9 @@ pub mod device;
 pub mod dtype;
 mod error;
 pub mod fused;
+pub mod input;
 pub mod memory;
+pub mod output;
 pub mod safetensors;
 pub mod seed;
 

@@ -77,30 +77,9 @@ impl Checkpoint {
             path: index.to_path_buf(),
             reason,
         };
-        let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
-        let map = json
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| bad("no `weight_map` object".into()))?;
+        let text = crate::input::read_text(index, crate::input::CONFIG_LIMIT)?;
+        let by_file = parse_index(&text, index)?;
         let dir = index.parent().unwrap_or(Path::new("."));
-        // Shard files in name order, tensors grouped by shard.
-        let mut by_file: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (name, file) in map {
-            let file = file
-                .as_str()
-                .ok_or_else(|| bad(format!("`weight_map[{name}]` is not a file name")))?;
-            if file.contains('/') || file.contains("..") {
-                return Err(bad(format!(
-                    "`weight_map[{name}]` = `{file}` points outside the checkpoint directory"
-                )));
-            }
-            by_file
-                .entry(file.to_string())
-                .or_default()
-                .push(name.clone());
-        }
         let mut files = Vec::with_capacity(by_file.len());
         let mut location = HashMap::new();
         let mut order = Vec::new();
@@ -198,4 +177,42 @@ impl Checkpoint {
             .map(|s| s.nbytes() as u64)
             .sum()
     }
+}
+
+/// Parses a shard index's text (`{"weight_map": {tensor: file}}`): the
+/// tensors of each shard file, files in name order. File names must stay
+/// inside the checkpoint directory; `index` names the file in errors.
+/// Exposed for fuzzing.
+pub fn parse_index(text: &str, index: &Path) -> Result<BTreeMap<String, Vec<String>>> {
+    let bad = |reason: String| Error::BadIndex {
+        path: index.to_path_buf(),
+        reason,
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| bad("no `weight_map` object".into()))?;
+    let mut by_file: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, file) in map {
+        let file = file
+            .as_str()
+            .ok_or_else(|| bad(format!("`weight_map[{name}]` is not a file name")))?;
+        if file.is_empty()
+            || file.contains('/')
+            || file.contains('\\')
+            || file == "."
+            || file == ".."
+        {
+            return Err(bad(format!(
+                "`weight_map[{name}]` = `{file}` is not a file in the checkpoint directory"
+            )));
+        }
+        by_file
+            .entry(file.to_string())
+            .or_default()
+            .push(name.clone());
+    }
+    Ok(by_file)
 }

@@ -15,8 +15,8 @@ mod reader;
 mod writer;
 
 pub use ::safetensors::Dtype;
-pub use checkpoint::{Checkpoint, INDEX_FILE};
-pub use reader::SafetensorsFile;
+pub use checkpoint::{Checkpoint, INDEX_FILE, parse_index};
+pub use reader::{SafetensorsFile, parse_header};
 pub use writer::{SafetensorsWriter, ShardedWriter, plan_shards, shard_file_name};
 
 use crate::dtype;

@@ -7,7 +7,6 @@ use ::safetensors::SafeTensorError;
 use ::safetensors::tensor::{Metadata, SafeTensors};
 use memmap2::Mmap;
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
@@ -35,7 +34,7 @@ impl SafetensorsFile {
     /// offsets or a truncated data section are errors naming the file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let file = crate::input::open_regular(&path)?;
         // SAFETY: the map is read-only; graft never writes a file it has mapped
         // (writes go to a temporary file and are renamed), but another process
         // truncating the file while it is mapped would fault, as with any mmap.
@@ -150,6 +149,29 @@ impl SafetensorsFile {
     }
 }
 
+/// Parses and validates the header of the safetensors bytes `bytes` (the
+/// whole file: length prefix, header, data) as [`SafetensorsFile::open`]
+/// does, returning the tensors in storage order; `origin` names the bytes
+/// in errors. Exposed for fuzzing and for callers holding a file in memory.
+pub fn parse_header(bytes: &[u8], origin: &Path) -> Result<Vec<TensorSpec>> {
+    let (header_len, metadata) = match SafeTensors::read_metadata(bytes) {
+        Ok(ok) => ok,
+        Err(err) => return Err(header_error(origin, bytes, err)),
+    };
+    let order = storage_order(&bytes[8..8 + header_len], &metadata);
+    Ok(order
+        .into_iter()
+        .filter_map(|name| {
+            let info = metadata.info(&name)?;
+            Some(TensorSpec {
+                dtype: info.dtype,
+                shape: info.shape.clone(),
+                name,
+            })
+        })
+        .collect())
+}
+
 /// Turns a header parse failure into an error that says what is wrong with `path`.
 fn header_error(path: &Path, bytes: &[u8], err: SafeTensorError) -> Error {
     let actual = bytes.len() as u64;
@@ -179,7 +201,7 @@ fn header_error(path: &Path, bytes: &[u8], err: SafeTensorError) -> Error {
         }
         other => Error::BadHeader {
             path: path.to_path_buf(),
-            reason: format!("{other:?}"),
+            reason: other.to_string(),
         },
     }
 }
