@@ -411,6 +411,7 @@ impl StagingDir {
         if let Ok(dir) = File::open(&self.tmp) {
             let _ = dir.sync_all();
         }
+        crash_at("commit-before-rename");
         if fs::symlink_metadata(&self.dest).is_ok() {
             self.replace()?;
         } else {
@@ -443,8 +444,14 @@ impl StagingDir {
 
     /// Replaces the existing `dest` by the staged directory.
     fn replace(&mut self) -> Result<()> {
-        match exchange(&self.tmp, &self.dest) {
+        let exchanged = if fault("no-exchange") {
+            Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+        } else {
+            exchange(&self.tmp, &self.dest)
+        };
+        match exchanged {
             Ok(()) => {
+                crash_at("commit-after-exchange");
                 // `tmp` now names the old output; a kill here leaves it to
                 // the next run's clean-up, the new output already in place.
                 if let Err(e) = remove_entry(&self.tmp) {
@@ -457,6 +464,7 @@ impl StagingDir {
                 let (dir, name) = entry_name(OLD_PREFIX, &self.dest)?;
                 let old = dir.join(name);
                 fs::rename(&self.dest, &old).map_err(|e| Error::io(&self.dest, e))?;
+                crash_at("commit-between-renames");
                 if let Err(e) = fs::rename(&self.tmp, &self.dest) {
                     let _ = fs::rename(&old, &self.dest);
                     return Err(Error::io(&self.dest, e));
@@ -466,6 +474,25 @@ impl StagingDir {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+/// Fault injection for graft's crash-consistency tests: when the
+/// comma-separated `GRAFT_FAULT` names `point`, the process kills itself
+/// there with `SIGKILL`, as an outside `kill -9` would. The points are
+/// `commit-before-rename`, `commit-after-exchange` and
+/// `commit-between-renames`; `no-exchange` makes a replacement take the
+/// two-rename path. Unset (always, outside tests), it costs one lookup per commit.
+fn fault(point: &str) -> bool {
+    std::env::var("GRAFT_FAULT").is_ok_and(|v| v.split(',').any(|p| p.trim() == point))
+}
+
+fn crash_at(point: &str) {
+    if fault(point) {
+        // SAFETY: sends SIGKILL to this process.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
         }
     }
 }
