@@ -33,5 +33,64 @@ pub fn run(args: &[String]) -> Result<()> {
     if !extra.is_empty() {
         cargo.arg("--").args(&extra);
     }
-    shell::run(&mut cargo)
+    shell::run(&mut cargo)?;
+    if extra.is_empty() {
+        libtorch_free_merge()?;
+    }
+    Ok(())
+}
+
+/// The promise that merging needs no libtorch, kept: graft-merge without
+/// default features has no `tch`/`torch-sys` in its dependency tree, and a
+/// `graft` binary with only `merge` builds (in its own target directory, so
+/// `target/release/graft` stays the full one) and starts with no libtorch
+/// anywhere on its library path.
+fn libtorch_free_merge() -> Result<()> {
+    step(
+        "test",
+        "graft-merge without libtorch: dependency tree, and a merge-only `graft` binary",
+    );
+    let tree = shell::output(shell::cargo().args([
+        "tree",
+        "-p",
+        "graft-merge",
+        "--no-default-features",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+    ]))?;
+    if let Some(line) = tree
+        .lines()
+        .find(|l| l.starts_with("tch ") || l.starts_with("torch-sys "))
+    {
+        anyhow::bail!("graft-merge --no-default-features depends on libtorch: {line}");
+    }
+    let target = crate::layout::repo_root().join("target").join("notorch");
+    shell::run(
+        shell::cargo()
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "graft-cli",
+                "--no-default-features",
+                "--features",
+                "merge",
+                "--target-dir",
+            ])
+            .arg(&target),
+    )?;
+    let help = shell::output(
+        std::process::Command::new(target.join("release").join("graft"))
+            .arg("--help")
+            .env_remove("LD_LIBRARY_PATH"),
+    )?;
+    if !help.contains("merge") || help.contains("sample") {
+        anyhow::bail!("the merge-only graft binary offers the wrong commands:\n{help}");
+    }
+    println!(
+        "libtorch-free merge: ok (no tch in graft-merge's tree; merge-only graft starts without libtorch)"
+    );
+    Ok(())
 }

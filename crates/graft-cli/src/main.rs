@@ -1,8 +1,12 @@
 //! `graft`: reproduce graft's experiments and run its tools.
 
+#[cfg(feature = "merge")]
 mod merge;
+#[cfg(feature = "torch")]
 mod registry;
+#[cfg(feature = "torch")]
 mod reproduce;
+#[cfg(feature = "torch")]
 mod sample;
 
 use anyhow::Result;
@@ -19,10 +23,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run registered experiments and write target/reproduce/<name>/result.json.
+    #[cfg(feature = "torch")]
     Reproduce(reproduce::Args),
     /// Merge fine-tuned models described by a mergekit-style YAML into OUT_DIR.
+    #[cfg(feature = "merge")]
     Merge(merge::Args),
     /// Sample a diffusion model (a built-in GMM problem or a saved model) with any graft sampler.
+    #[cfg(feature = "torch")]
     Sample(sample::Args),
 }
 
@@ -62,12 +69,16 @@ fn one_line(err: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> Result<()> {
     // A device named in the environment must exist, whatever the command.
+    #[cfg(feature = "torch")]
     if std::env::var("GRAFT_DEVICE").is_ok_and(|v| !v.trim().is_empty()) {
         graft_tensor::device::default_device()?;
     }
     match cli.command {
+        #[cfg(feature = "torch")]
         Command::Reproduce(args) => reproduce::run(args),
+        #[cfg(feature = "merge")]
         Command::Merge(args) => merge::run(args),
+        #[cfg(feature = "torch")]
         Command::Sample(args) => sample::run(args),
     }
 }

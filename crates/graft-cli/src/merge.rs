@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use graft_merge::config::MergeConfig;
-use graft_merge::engine::{RunOptions, run_merge};
+use graft_merge::engine::{RunOptions, run_merge_with_progress};
 use std::path::PathBuf;
 
 /// Arguments of `graft merge`.
@@ -64,13 +64,29 @@ pub fn run(args: Args) -> Result<()> {
     }
     let options = RunOptions {
         max_shard_bytes: Some(parse_size(&args.out_shard_size)?),
-        progress: !args.quiet,
         threads: args.threads,
         force: args.force,
         copy_unmergeable: args.copy_unmergeable,
         ..RunOptions::default()
     };
-    let report = run_merge(&config, &args.out_dir, &options).with_context(|| {
+    let bar = if args.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(0)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("merge [{bar:30}] {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut on_progress = |p: graft_merge::engine::Progress<'_>| {
+        bar.set_length(p.total_bytes);
+        bar.set_position(p.done_bytes);
+        bar.set_message(p.tensor.to_string());
+    };
+    let report = run_merge_with_progress(&config, &args.out_dir, &options, &mut on_progress);
+    bar.finish_and_clear();
+    let report = report.with_context(|| {
         format!(
             "merging {} into {}",
             args.config.display(),

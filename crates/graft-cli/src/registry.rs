@@ -21,6 +21,7 @@ pub fn experiments() -> Vec<Experiment> {
             about: "digits and MNIST-5k classifiers (MLP, CNN) that merging and unlearning start from",
             run: |ctx| Ok(graft_nn::experiments::baselines::run(ctx)?),
         },
+        #[cfg(feature = "merge")]
         Experiment {
             name: "merge",
             about: "placed digits: one base, four corner fine-tunes, merged by averaging, TA, TIES, PCB and DARE (merging spec §8)",

@@ -424,12 +424,10 @@ fn merge_reads_the_yaml_mergekit_users_write_and_refuses_special_files() {
     let started = Instant::now();
     let err = fails(&["merge", fifo.to_str().unwrap(), &fx.path("o2")]);
     assert!(err.contains("FIFO"), "{err}");
-    let yaml = fs::read_to_string(&fx.yaml)
-        .unwrap()
-        .replace(
-            &format!("{}/b\n", fx.root.display()),
-            &format!("{}\n", fifo.display()),
-        );
+    let yaml = fs::read_to_string(&fx.yaml).unwrap().replace(
+        &format!("{}/b\n", fx.root.display()),
+        &format!("{}\n", fifo.display()),
+    );
     fs::write(fx.root.join("fifo.yml"), yaml).unwrap();
     let err = fails(&["merge", &fx.path("fifo.yml"), &fx.path("o2")]);
     assert!(err.contains("FIFO") && err.contains("pipe"), "{err}");

@@ -45,7 +45,6 @@ fn main() -> anyhow::Result<()> {
         &config,
         &root.join("merged"),
         &RunOptions {
-            progress: false,
             ..RunOptions::default()
         },
     )?;

@@ -13,6 +13,7 @@
 //! `slices`, `modules`, `tokenizer_source: union`, other methods — is
 //! refused with the key named, since ignoring it would change the result.
 
+use crate::dtype::DType;
 use crate::param::Param;
 use crate::{Compat, Error, MergeParams, Method, PcbParams, Rescale, Result, TrimRule, VoteRule};
 use serde::{Deserialize, Serialize};
@@ -54,9 +55,9 @@ pub struct MergeConfig {
     /// Tensor or global statistics.
     pub scope: Scope,
     /// mergekit's compute dtype, recorded only: graft computes in float32.
-    pub dtype: Option<String>,
+    pub dtype: Option<DType>,
     /// The dtype merged float tensors are written in (default: `dtype`, else the base's).
-    pub out_dtype: Option<String>,
+    pub out_dtype: Option<DType>,
 }
 
 const METHODS: &str = "linear, task_arithmetic, ties, dare_linear, dare_ties, pcb";
@@ -72,6 +73,13 @@ impl Ctx<'_> {
             key: key.to_string(),
             reason: reason.into(),
         }
+    }
+
+    fn dtype(&self, key: &str, v: &Value) -> Result<DType> {
+        v.as_str()
+            .ok_or_else(|| self.err(key, "expected a dtype name"))?
+            .parse()
+            .map_err(|e: String| self.err(key, e))
     }
 
     fn number(&self, key: &str, v: &Value) -> Result<f64> {
@@ -179,8 +187,8 @@ impl MergeConfig {
                 "base_model" => base_model = Some(PathBuf::from(v.as_str().ok_or_else(|| ctx.err(key, "expected a path (hub ids and LoRA specs are not supported)"))?)),
                 "models" => models_v = Some(v),
                 "parameters" => params_v = Some(v),
-                "dtype" => dtype = Some(v.as_str().ok_or_else(|| ctx.err(key, "expected a dtype name"))?.to_string()),
-                "out_dtype" => out_dtype = Some(v.as_str().ok_or_else(|| ctx.err(key, "expected a dtype name"))?.to_string()),
+                "dtype" => dtype = Some(ctx.dtype(key, v)?),
+                "out_dtype" => out_dtype = Some(ctx.dtype(key, v)?),
                 "tokenizer_source" => {
                     if !(v.is_null() || v.as_str() == Some("base")) {
                         return Err(ctx.err(key, format!("`{}` is not supported: graft copies the base model's files only (use `base` or leave it out)", show(v))));
@@ -366,21 +374,6 @@ impl MergeConfig {
         }
         if !scope_set && params.compat == Compat::Paper {
             scope = Scope::Global;
-        }
-        for (key, name) in [("dtype", &dtype), ("out_dtype", &out_dtype)] {
-            let Some(name) = name else { continue };
-            let kind =
-                graft_tensor::dtype::parse_kind(name).map_err(|e| ctx.err(key, e.to_string()))?;
-            use graft_tensor::tch::Kind;
-            if !matches!(
-                kind,
-                Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double
-            ) {
-                return Err(ctx.err(
-                    key,
-                    format!("`{name}` is not a dtype graft merges in (float32, float16, bfloat16, float64)"),
-                ));
-            }
         }
         Ok(Self {
             method,

@@ -17,12 +17,12 @@ use crate::chunked::{ChunkModel, Source, merge_chunked};
 pub use crate::codec::{decode_f32, encode_f32};
 use crate::codec::{decode_into, encode_extend, is_float};
 use crate::config::{MergeConfig, Scope};
+use crate::dtype::DType;
 use crate::param::layer_index;
 use crate::{Error, Method, Result};
 use graft_tensor::atomic::StagingDir;
 use graft_tensor::output::OutputRules;
 use graft_tensor::safetensors::{Checkpoint, Dtype, ShardedWriter, TensorSpec};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,8 +32,6 @@ use std::time::Instant;
 pub struct RunOptions {
     /// Largest shard in bytes (`None`: one file).
     pub max_shard_bytes: Option<u64>,
-    /// Show a progress bar (on a terminal).
-    pub progress: bool,
     /// Worker threads merging tensors in parallel (0: one per core). Every
     /// tensor is merged on its own, so the thread count changes no bit.
     pub threads: usize,
@@ -57,7 +55,6 @@ impl Default for RunOptions {
     fn default() -> Self {
         Self {
             max_shard_bytes: Some(5_000_000_000),
-            progress: true,
             threads: 0,
             chunk_elems: 1 << 20,
             force: false,
@@ -84,23 +81,20 @@ pub struct MergeReport {
     pub warnings: Vec<String>,
 }
 
-fn safetensors_dtype(name: &str) -> Result<Dtype> {
-    let kind = graft_tensor::dtype::parse_kind(name)?;
-    let dtype = graft_tensor::dtype::to_safetensors(kind, "<out_dtype>")?;
-    if !is_float(dtype) {
-        return Err(Error::Config {
-            origin: "<config>".into(),
-            key: "out_dtype".into(),
-            reason: format!(
-                "`{name}` is not a float type graft can write merged values in (float32, float16, bfloat16, float64)"
-            ),
-        });
-    }
-    Ok(dtype)
-}
-
 fn open(path: &Path) -> Result<Checkpoint> {
     Ok(Checkpoint::open(path)?)
+}
+
+/// Where a merge stands, reported after each tensor is written (the library
+/// draws nothing: the `graft` command turns these into a progress bar).
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// The tensor just written.
+    pub tensor: &'a str,
+    /// Bytes of base tensor data done so far.
+    pub done_bytes: u64,
+    /// Bytes of base tensor data in all.
+    pub total_bytes: u64,
 }
 
 /// Runs the merge `config` describes and writes the merged model to `out_dir`
@@ -110,6 +104,16 @@ pub fn run_merge(
     config: &MergeConfig,
     out_dir: &Path,
     options: &RunOptions,
+) -> Result<MergeReport> {
+    run_merge_with_progress(config, out_dir, options, &mut |_| {})
+}
+
+/// [`run_merge`], calling `progress` after each tensor is written.
+pub fn run_merge_with_progress(
+    config: &MergeConfig,
+    out_dir: &Path,
+    options: &RunOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<MergeReport> {
     let started = Instant::now();
     // Cheap checks first: nothing is mapped or created before they pass.
@@ -161,12 +165,7 @@ pub fn run_merge(
         tracing::warn!("{w}");
     }
 
-    let out_dtype = config
-        .out_dtype
-        .as_deref()
-        .or(config.dtype.as_deref())
-        .map(safetensors_dtype)
-        .transpose()?;
+    let out_dtype = config.out_dtype.or(config.dtype).map(DType::safetensors);
     let base_specs = base.specs()?;
     let out_specs: Vec<TensorSpec> = base_specs
         .iter()
@@ -200,16 +199,7 @@ pub fn run_merge(
         options.max_shard_bytes,
     )?;
     let total: u64 = base_specs.iter().map(|s| s.nbytes() as u64).sum();
-    let bar = if options.progress {
-        ProgressBar::new(total)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("merge [{bar:30}] {bytes}/{total_bytes} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let mut done_bytes = 0u64;
 
     let mut report = MergeReport {
         merged: 0,
@@ -233,7 +223,6 @@ pub fn run_merge(
         spare: &spare,
     };
     let mut write = |spec: &TensorSpec, merged: Merged| -> Result<()> {
-        bar.set_message(spec.name.clone());
         report.bytes_read += merged.bytes_read;
         report.bytes_written += merged.bytes.len() as u64;
         if merged.copied {
@@ -248,7 +237,12 @@ pub fn run_merge(
         {
             spare.push(merged.bytes);
         }
-        bar.inc(spec.nbytes() as u64);
+        done_bytes += spec.nbytes() as u64;
+        progress(Progress {
+            tensor: &spec.name,
+            done_bytes,
+            total_bytes: total,
+        });
         Ok(())
     };
     if config.scope == Scope::Global && matches!(config.method, Method::Ties | Method::Pcb(_)) {
@@ -279,7 +273,6 @@ pub fn run_merge(
         })?;
     }
     staging.commit()?;
-    bar.finish_and_clear();
     report.wall_s = started.elapsed().as_secs_f64();
     tracing::info!(merged = report.merged, copied = report.copied, wall_s = report.wall_s, out = %out_dir.display(), "merge done");
     Ok(report)

@@ -31,8 +31,10 @@ pub mod chunked;
 pub mod codec;
 mod combine;
 pub mod config;
+mod dtype;
 pub mod engine;
 mod error;
+#[cfg(feature = "experiments")]
 pub mod experiments;
 mod method;
 pub mod param;
@@ -41,6 +43,7 @@ pub mod rng;
 pub mod search;
 mod sparsify;
 
+pub use dtype::DType;
 pub use error::{Error, Result};
 pub use method::{
     Compat, Delta, MergeParams, Method, Rescale, TrimRule, VoteRule, merge, merge_pcb_in_memory,

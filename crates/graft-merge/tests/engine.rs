@@ -130,7 +130,6 @@ fn checkpoint_merge_equals_the_in_memory_maths_tensor_by_tensor() {
             &out,
             &RunOptions {
                 max_shard_bytes: Some(64),
-                progress: false,
                 threads: 2,
                 chunk_elems: 5,
                 force: true,
@@ -200,7 +199,6 @@ fn out_dtype_rounds_and_the_base_dtype_is_kept_by_default() {
         &config,
         &fx.root.join("bf16"),
         &RunOptions {
-            progress: false,
             ..RunOptions::default()
         },
     )
@@ -215,7 +213,6 @@ fn out_dtype_rounds_and_the_base_dtype_is_kept_by_default() {
         &config,
         &fx.root.join("native"),
         &RunOptions {
-            progress: false,
             ..RunOptions::default()
         },
     )
@@ -243,7 +240,6 @@ models:
     let per_tensor = yaml(&fx.root, body);
     let global = yaml(&fx.root, &format!("{body}scope: global\n"));
     let opts = RunOptions {
-        progress: false,
         ..RunOptions::default()
     };
     run_merge(&per_tensor, &fx.root.join("t"), &opts).unwrap();
@@ -262,7 +258,6 @@ fn expect_err(fx: &Fixture, body: &str, needle: &str) {
             &c,
             &fx.root.join("never"),
             &RunOptions {
-                progress: false,
                 ..RunOptions::default()
             },
         )
@@ -421,7 +416,6 @@ fn thread_count_and_chunk_size_change_no_bit() {
                 &out,
                 &RunOptions {
                     max_shard_bytes: None,
-                    progress: false,
                     threads,
                     chunk_elems,
                     ..RunOptions::default()
@@ -495,7 +489,6 @@ dtype: float32
         for chunk in [1usize, 5, 23, 1 << 20] {
             let out = fx.root.join(format!("g{chunk}{}", extra.len()));
             let opts = RunOptions {
-                progress: false,
                 chunk_elems: chunk,
                 ..RunOptions::default()
             };

@@ -52,7 +52,6 @@ fn ties_merge_memory_stays_below_the_inputs() {
         &test_args("ties_merge_memory_stays_below_the_inputs"),
         || {
             let opts = RunOptions {
-                progress: false,
                 threads: 1,
                 chunk_elems: 1 << 16,
                 ..RunOptions::default()

@@ -126,7 +126,6 @@ fn run(method: &str) -> Run {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let options = RunOptions {
-        progress: false,
         ..Default::default()
     };
     run_merge(&config, &out, &options).unwrap();

@@ -17,8 +17,9 @@
 //! `.graft-old-<target>-<pid>-<n>`; a kill between the two renames leaves
 //! the target absent, and the next run puts the old directory back.
 //! Whether an existing directory may be replaced at all is
-//! [`crate::output::OutputRules`]'s decision.
+//! [`OutputRules`]'s decision.
 
+use crate::output::{MARKER_FILE, OutputRules};
 use crate::{Error, Result};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -346,12 +347,6 @@ pub fn write_atomic(dest: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     file.commit()
 }
 
-/// The name of the file graft writes into every output directory it
-/// commits: which command wrote it and which entries are graft's. An
-/// existing directory is replaced (with `--force`) only when it holds this
-/// file and nothing else than the entries it lists.
-pub const MARKER_FILE: &str = ".graft-output.json";
-
 /// A directory built under a temporary name beside its target and renamed into place.
 pub struct StagingDir {
     dest: PathBuf,
@@ -364,15 +359,11 @@ pub struct StagingDir {
 
 impl StagingDir {
     /// Checks `dest` against `rules` (an existing output, inputs inside it,
-    /// a file in its place: see [`crate::output::OutputRules`]), removes
+    /// a file in its place: see [`OutputRules`]), removes
     /// stale temporary entries of earlier killed runs, and creates the
     /// temporary directory beside `dest`. `written_by` names the command in
     /// the output's marker file.
-    pub fn create(
-        dest: impl AsRef<Path>,
-        rules: &crate::output::OutputRules,
-        written_by: &str,
-    ) -> Result<Self> {
+    pub fn create(dest: impl AsRef<Path>, rules: &OutputRules, written_by: &str) -> Result<Self> {
         let dest = dest.as_ref().to_path_buf();
         if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;

@@ -120,6 +120,7 @@ pub enum Error {
         reason: String,
     },
     /// libtorch refused an operation.
+    #[cfg(feature = "tch")]
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }

@@ -27,19 +27,25 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "tch")]
 pub use tch;
 
+#[cfg(feature = "tch")]
 pub mod array;
 pub mod atomic;
 pub mod cache;
+#[cfg(feature = "tch")]
 pub mod device;
+#[cfg(feature = "tch")]
 pub mod dtype;
 mod error;
+#[cfg(feature = "tch")]
 pub mod fused;
 pub mod input;
 pub mod memory;
 pub mod output;
 pub mod safetensors;
+#[cfg(feature = "tch")]
 pub mod seed;
 
 pub use error::{Error, Result};

@@ -23,8 +23,10 @@
 //! caches, autograd's saved tensors, libtorch workspaces).
 
 use crate::{Error, Result};
+#[cfg(feature = "tch")]
 use std::collections::BTreeMap;
 use std::process::Command;
+#[cfg(feature = "tch")]
 use tch::Tensor;
 
 /// The environment variable that tells a re-executed process which probe site to run.
@@ -148,6 +150,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 /// Bytes of storage spanned by `tensors`, with memory shared between views
 /// counted once (per device, as the union of each tensor's byte range).
+#[cfg(feature = "tch")]
 pub fn tensor_bytes<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> u64 {
     let mut ranges: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
     for t in tensors {

@@ -5,15 +5,20 @@
 //! - an output that is a file, a symbolic link or anything but a directory;
 //! - an existing directory that is not empty, unless `force` is set, and
 //!   even then unless it is an earlier graft output (it holds
-//!   [`crate::atomic::MARKER_FILE`] and only the entries that file lists);
+//!   [`MARKER_FILE`] and only the entries that file lists);
 //! - an output that is one of the inputs, contains one, or lies inside one.
 //!
 //! An empty existing directory is replaced without `--force`: nothing is lost.
 //! [`crate::atomic::StagingDir::create`] applies these rules.
 
-use crate::atomic::MARKER_FILE;
 use crate::{Error, Result};
 use std::path::{Component, Path, PathBuf};
+
+/// The name of the file graft writes into every output directory it
+/// commits: which command wrote it and which entries are graft's. An
+/// existing directory is replaced (with `--force`) only when it holds this
+/// file and nothing else than the entries it lists.
+pub const MARKER_FILE: &str = ".graft-output.json";
 
 /// The rules an output directory is checked against.
 #[derive(Debug, Clone, Default)]

@@ -1,8 +1,8 @@
 //! Outputs never destroy what graft did not write; temporary entries never
 //! outlive their writer; an atomic file is absent or whole after a kill.
 
-use graft_tensor::atomic::{AtomicFile, MARKER_FILE, StagingDir, clean_stale, write_atomic};
-use graft_tensor::output::OutputRules;
+use graft_tensor::atomic::{AtomicFile, StagingDir, clean_stale, write_atomic};
+use graft_tensor::output::{MARKER_FILE, OutputRules};
 use std::fs;
 use std::io::Write;
 use std::path::Path;

@@ -4,6 +4,7 @@ use super::{SafetensorsFile, TensorSpec};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+#[cfg(feature = "tch")]
 use tch::{Kind, Tensor};
 
 /// The index file of a sharded checkpoint, as Hugging Face names it.
@@ -160,11 +161,13 @@ impl Checkpoint {
     }
 
     /// Reads `name` into a new CPU tensor.
+    #[cfg(feature = "tch")]
     pub fn tensor(&self, name: &str) -> Result<Tensor> {
         self.file_of(name)?.tensor(name)
     }
 
     /// Reads `name`, checking its kind and shape.
+    #[cfg(feature = "tch")]
     pub fn tensor_checked(&self, name: &str, kind: Kind, shape: &[usize]) -> Result<Tensor> {
         self.file_of(name)?.tensor_checked(name, kind, shape)
     }

@@ -19,11 +19,17 @@ pub use checkpoint::{Checkpoint, INDEX_FILE, parse_index};
 pub use reader::{SafetensorsFile, parse_header};
 pub use writer::{SafetensorsWriter, ShardedWriter, plan_shards, shard_file_name};
 
+#[cfg(feature = "tch")]
 use crate::dtype;
+#[cfg(feature = "tch")]
 use crate::{Error, Result};
+#[cfg(feature = "tch")]
 use std::borrow::Borrow;
+#[cfg(feature = "tch")]
 use std::collections::HashMap;
+#[cfg(feature = "tch")]
 use std::path::Path;
+#[cfg(feature = "tch")]
 use tch::{Kind, Tensor};
 
 /// A tensor's name, safetensors dtype and shape: what a header records.
@@ -39,6 +45,7 @@ pub struct TensorSpec {
 
 impl TensorSpec {
     /// The spec of an in-memory tensor.
+    #[cfg(feature = "tch")]
     pub fn of(name: impl Into<String>, tensor: &Tensor) -> Result<Self> {
         let name = name.into();
         let dtype = dtype::to_safetensors(tensor.f_kind()?, &name)?;
@@ -57,11 +64,13 @@ impl TensorSpec {
     }
 
     /// The libtorch kind, if libtorch has one.
+    #[cfg(feature = "tch")]
     pub fn kind(&self) -> Result<Kind> {
         dtype::from_safetensors(self.dtype, &self.name)
     }
 
     /// Fails with a mismatch error naming `path` unless kind and shape are as expected.
+    #[cfg(feature = "tch")]
     pub fn check(&self, path: &Path, kind: Kind, shape: &[usize]) -> Result<()> {
         let expected = dtype::to_safetensors(kind, &self.name)?;
         if self.dtype != expected {
@@ -85,6 +94,7 @@ impl TensorSpec {
 }
 
 /// Writes named tensors to one safetensors file at `path`, atomically, in the given order.
+#[cfg(feature = "tch")]
 pub fn save<N, T>(
     path: impl AsRef<Path>,
     tensors: impl IntoIterator<Item = (N, T)>,
@@ -108,6 +118,7 @@ where
 /// (or no limit is given), else `model-0000i-of-0000n.safetensors` files and
 /// `model.safetensors.index.json`. Every file is renamed into place only
 /// after all of them are written.
+#[cfg(feature = "tch")]
 pub fn save_sharded<N, T>(
     dir: impl AsRef<Path>,
     tensors: impl IntoIterator<Item = (N, T)>,
@@ -128,6 +139,7 @@ where
 }
 
 /// Reads every tensor of a file or checkpoint directory, in storage order.
+#[cfg(feature = "tch")]
 pub fn load(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
     let ckpt = Checkpoint::open(path)?;
     ckpt.names()
@@ -136,6 +148,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
         .collect()
 }
 
+#[cfg(feature = "tch")]
 fn specs_of<N: AsRef<str>, T: Borrow<Tensor>>(tensors: &[(N, T)]) -> Result<Vec<TensorSpec>> {
     tensors
         .iter()

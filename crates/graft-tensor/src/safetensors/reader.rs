@@ -1,6 +1,7 @@
 //! One safetensors file, memory-mapped; tensors are read one at a time on demand.
 
 use super::TensorSpec;
+#[cfg(feature = "tch")]
 use crate::dtype;
 use crate::{Error, Result};
 use ::safetensors::SafeTensorError;
@@ -8,6 +9,7 @@ use ::safetensors::tensor::{Metadata, SafeTensors};
 use memmap2::Mmap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "tch")]
 use tch::{Kind, Tensor};
 
 /// A memory-mapped safetensors file. Opening parses and validates the header
@@ -126,6 +128,7 @@ impl SafetensorsFile {
     }
 
     /// Reads `name` into a new CPU tensor (one copy out of the map).
+    #[cfg(feature = "tch")]
     pub fn tensor(&self, name: &str) -> Result<Tensor> {
         let spec = self.spec(name)?;
         let kind = dtype::from_safetensors(spec.dtype, name)?;
@@ -135,6 +138,7 @@ impl SafetensorsFile {
     }
 
     /// Reads `name`, checking it has the expected kind and shape.
+    #[cfg(feature = "tch")]
     pub fn tensor_checked(&self, name: &str, kind: Kind, shape: &[usize]) -> Result<Tensor> {
         let spec = self.spec(name)?;
         spec.check(&self.path, kind, shape)?;

@@ -8,6 +8,7 @@ use ::safetensors::tensor::{Metadata, TensorInfo};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "tch")]
 use tch::{Device, Tensor};
 
 /// Writes one safetensors file, tensor by tensor, atomically.
@@ -59,6 +60,7 @@ impl SafetensorsWriter {
     /// Writes `tensor` as `name`, which must be the next declared tensor, with
     /// the declared dtype and shape. The tensor may live on any device and
     /// need not be contiguous.
+    #[cfg(feature = "tch")]
     pub fn write(&mut self, name: &str, tensor: &Tensor) -> Result<()> {
         let spec = self.take_next(name)?;
         spec.check(self.out.dest(), tensor.f_kind()?, &shape_of(tensor))?;
@@ -143,6 +145,7 @@ impl SafetensorsWriter {
     }
 }
 
+#[cfg(feature = "tch")]
 fn shape_of(tensor: &Tensor) -> Vec<usize> {
     tensor.size().iter().map(|&d| d as usize).collect()
 }
@@ -321,6 +324,7 @@ impl ShardedWriter {
     }
 
     /// Writes the next declared tensor.
+    #[cfg(feature = "tch")]
     pub fn write(&mut self, name: &str, tensor: &Tensor) -> Result<()> {
         self.advance()?;
         self.writer()?.write(name, tensor)
