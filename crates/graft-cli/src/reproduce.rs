@@ -79,7 +79,7 @@ fn run_one(experiment: &Experiment, args: &Args) -> Result<()> {
         experiment.about
     );
     let started = Instant::now();
-    let outcome = (experiment.run)(&ctx)?;
+    let outcome = (experiment.run)(&ctx).map_err(|e| anyhow::Error::from_boxed(e.into_boxed()))?;
     let result = ExperimentResult {
         experiment: experiment.name.to_string(),
         quick: args.quick,

@@ -5,13 +5,13 @@
 //! an SVG (a scatter, or a grid of gray images for square image dimensions).
 
 use anyhow::{Context, Result, bail};
-use graft_diffusion::experiments::problems::{Problem, r1, r2, r3};
 use graft_diffusion::gmm::GmmModel;
 use graft_diffusion::grid::StepGrid;
 use graft_diffusion::integrator::{Form, ThirdOrder};
 use graft_diffusion::metrics::{MMD_SCALES, median_distance, mmd2_unbiased, mode_stats};
 use graft_diffusion::noise::{BrownianTree, NoiseSource, SeededNoise};
 use graft_diffusion::param::Parameterization;
+use graft_diffusion::problems::{Problem, r1, r2, r3};
 use graft_diffusion::samplers::{
     DpmSolverSingle, EdmHeun, EulerMaruyama, EulerOde, Mrs, Posterior, PredictorCorrector, Sampler,
 };

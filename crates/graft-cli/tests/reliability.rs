@@ -458,7 +458,7 @@ fn saved_model(dir: &Path, mutate: impl Fn(&mut serde_json::Value)) {
     use graft_diffusion::learned::{MlpDenoiser, MlpShape};
     use graft_diffusion::param::Parameterization;
     use graft_diffusion::saved::{SavedConfig, save};
-    let p = graft_diffusion::experiments::problems::r1().unwrap();
+    let p = graft_diffusion::problems::r1().unwrap();
     let shape = MlpShape {
         dim: 2,
         cond_dim: 0,

@@ -99,7 +99,7 @@ fn saved_denoiser(dir: &std::path::Path, cond_dim: i64) {
     use graft_diffusion::learned::{MlpDenoiser, MlpShape, TrainSpec};
     use graft_diffusion::param::Parameterization;
     use graft_diffusion::saved::{ConditionSpec, SavedConfig, save};
-    let p = graft_diffusion::experiments::problems::r1().unwrap();
+    let p = graft_diffusion::problems::r1().unwrap();
     let shape = MlpShape {
         dim: 2,
         cond_dim,
@@ -209,7 +209,7 @@ fn restorer(dir: &std::path::Path) {
     use graft_diffusion::saved::{ConditionSpec, SavedConfig, save};
     use graft_tensor::tch::{Kind, Tensor};
     graft_tensor::tch::set_num_threads(1);
-    let p = graft_diffusion::experiments::problems::r1().unwrap();
+    let p = graft_diffusion::problems::r1().unwrap();
     let shape = MlpShape {
         dim: 2,
         cond_dim: 2,

@@ -4,13 +4,13 @@
 //!
 //! `cargo run --release -p graft-diffusion --example sample_ring`
 
-use graft_diffusion::experiments::problems::r1;
 use graft_diffusion::gmm::GmmModel;
 use graft_diffusion::grid::StepGrid;
 use graft_diffusion::integrator::Form;
 use graft_diffusion::metrics::{MMD_SCALES, median_distance, mmd2_unbiased, mode_stats};
 use graft_diffusion::noise::{SeededNoise, seeded_rng};
 use graft_diffusion::param::Parameterization;
+use graft_diffusion::problems::r1;
 use graft_diffusion::samplers::{EulerMaruyama, Mrs, Sampler};
 
 fn main() -> anyhow::Result<()> {

@@ -23,6 +23,17 @@ pub struct MlpShape {
     pub layers: usize,
 }
 
+/// Where a denoiser's training stands, after each step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainProgress {
+    /// Steps done.
+    pub step: usize,
+    /// Steps in all.
+    pub steps: usize,
+    /// The batch loss, every 100 steps and at the last.
+    pub loss: Option<f64>,
+}
+
 /// How to train.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrainSpec {
@@ -193,20 +204,27 @@ impl MlpDenoiser {
         spec: TrainSpec,
         seed: u64,
     ) -> Result<Vec<f64>> {
+        self.train_with_progress(x0, cond, cond_is_mu, spec, seed, &mut |_| {})
+    }
+
+    /// [`train`](Self::train), calling `progress` after every step (the
+    /// library draws nothing).
+    pub fn train_with_progress(
+        &mut self,
+        x0: &Tensor,
+        cond: Option<&Tensor>,
+        cond_is_mu: bool,
+        spec: TrainSpec,
+        seed: u64,
+        progress: &mut dyn FnMut(TrainProgress),
+    ) -> Result<Vec<f64>> {
         let mut rng = crate::noise::seeded_rng(seed);
         let mut opt = nn::Adam::default().build(&self.vs, spec.lr)?;
         let n = x0.size()[0];
         let x0 = x0.to_kind(Kind::Double);
         let mut losses = Vec::new();
         let mu_fixed = self.process.mu().map(|m| m.to_kind(Kind::Double));
-        let bar = indicatif::ProgressBar::new(spec.steps as u64).with_style(
-            indicatif::ProgressStyle::with_template(
-                "training denoiser {bar:30} {pos}/{len} steps, loss {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
         for step in 0..spec.steps {
-            bar.inc(1);
             let idx: Vec<i64> = (0..spec.batch)
                 .map(|_| rand::Rng::random_range(&mut rng, 0..n))
                 .collect();
@@ -245,13 +263,18 @@ impl MlpDenoiser {
                 .square()
                 .mean(Kind::Float);
             opt.backward_step(&loss);
+            let mut reported = None;
             if step % 100 == 0 || step + 1 == spec.steps {
                 let l = loss.double_value(&[]);
-                bar.set_message(format!("{l:.4}"));
+                reported = Some(l);
                 losses.push(l);
             }
+            progress(TrainProgress {
+                step: step + 1,
+                steps: spec.steps,
+                loss: reported,
+            });
         }
-        bar.finish_and_clear();
         tracing::debug!(
             steps = spec.steps,
             final_loss = losses.last().copied().unwrap_or(f64::NAN),

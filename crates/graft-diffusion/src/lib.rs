@@ -19,6 +19,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 mod error;
+#[cfg(feature = "experiments")]
 pub mod experiments;
 pub mod gmm;
 pub mod grid;
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod model;
 pub mod noise;
 pub mod param;
+pub mod problems;
 pub mod process;
 pub mod samplers;
 pub mod saved;

@@ -1,10 +1,10 @@
 //! Saved denoisers: what `save` writes, `load` reads back bit for bit, and
 //! bad directories are errors that name the file.
 
-use graft_diffusion::experiments::problems::r1;
 use graft_diffusion::learned::{MlpDenoiser, MlpShape, TrainSpec};
 use graft_diffusion::model::Model;
 use graft_diffusion::param::Parameterization;
+use graft_diffusion::problems::r1;
 use graft_diffusion::saved::{self, ConditionSpec, ProcessSpec, SavedConfig};
 use graft_tensor::tch::{Device, Kind, Tensor};
 

@@ -11,6 +11,42 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+/// The one error type of every experiment, whatever crate it lives in:
+/// any error raised inside it (`?` converts them), kept with its chain, so
+/// `graft reproduce`'s registry holds every experiment's `run` as it is.
+#[derive(Debug)]
+pub struct ExperimentError(Box<dyn std::error::Error + Send + Sync>);
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for ExperimentError {
+    fn from(e: E) -> Self {
+        Self(Box::new(e))
+    }
+}
+
+impl ExperimentError {
+    /// An error with only a message.
+    pub fn msg(text: impl Into<String>) -> Self {
+        Self(text.into().into())
+    }
+
+    /// The error itself.
+    pub fn into_boxed(self) -> Box<dyn std::error::Error + Send + Sync> {
+        self.0
+    }
+}
+
+impl std::fmt::Display for ExperimentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// What an experiment's `run` returns.
+pub type RunResult = std::result::Result<Outcome, ExperimentError>;
+
+/// An experiment's entry point, as `graft reproduce` registers it.
+pub type Run = fn(&ExperimentContext) -> RunResult;
+
 /// Reduced (`--quick`, minutes for all experiments) or full size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Size {

@@ -5,9 +5,11 @@
 //!   `tch::nn` with stable `VarStore` names, saved and loaded as safetensors;
 //! - [`data`]: the [`Dataset`] type (seeded shuffles, splits, batches) and
 //!   loaders for the 8x8 digits and MNIST 5k;
-//! - [`train`]: a classifier training loop with progress bar and logs, and evaluation;
-//! - [`experiment`]: results, claims and plots for `graft reproduce`;
-//! - [`experiments`]: the experiments that live here (`baselines`).
+//! - [`train`]: a classifier training loop reporting progress through a
+//!   callback and `tracing`, and evaluation;
+//! - with the `experiments` feature: [`experiment`] (results, claims and
+//!   plots for `graft reproduce`), [`plot`] (SVG line plots) and
+//!   [`experiments`] (the experiments that live here, `baselines`).
 //!
 //! ```no_run
 //! use graft_nn::data::digits;
@@ -29,9 +31,12 @@
 
 pub mod data;
 mod error;
+#[cfg(feature = "experiments")]
 pub mod experiment;
+#[cfg(feature = "experiments")]
 pub mod experiments;
 pub mod models;
+#[cfg(feature = "experiments")]
 pub mod plot;
 pub mod train;
 

@@ -5,7 +5,6 @@ use crate::{Error, Result};
 use graft_tensor::seed::derive_seed;
 use graft_tensor::tch::nn::{self, ModuleT, OptimizerConfig, VarStore};
 use graft_tensor::tch::{Kind, Reduction, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -42,8 +41,23 @@ pub struct TrainConfig {
     /// Seed of the per-epoch shuffles (seed the model's initialisation
     /// yourself with `graft_tensor::seed::seed_everything` before building it).
     pub seed: u64,
-    /// Show a progress bar (on a terminal only).
-    pub progress: bool,
+}
+
+/// Where training stands, reported after every optimiser step (the library
+/// draws nothing; a command or example turns these into a progress bar).
+#[derive(Debug, Clone, Copy)]
+pub struct TrainProgress<'a> {
+    /// The training set's name.
+    pub dataset: &'a str,
+    /// Steps done so far.
+    pub step: usize,
+    /// Steps in all (`epochs × batches per epoch`).
+    pub steps: usize,
+    /// The current epoch (from 1).
+    pub epoch: usize,
+    /// At the last step of an epoch: its mean training loss and, with a
+    /// validation set, the validation accuracy.
+    pub epoch_end: Option<(f64, Option<f64>)>,
 }
 
 impl Default for TrainConfig {
@@ -55,7 +69,6 @@ impl Default for TrainConfig {
             weight_decay: 0.0,
             optimizer: Optimizer::Adam,
             seed: 0,
-            progress: true,
         }
     }
 }
@@ -129,6 +142,18 @@ pub fn train_classifier(
     val: Option<&Dataset>,
     cfg: &TrainConfig,
 ) -> Result<TrainReport> {
+    train_classifier_with_progress(model, vs, train, val, cfg, &mut |_| {})
+}
+
+/// [`train_classifier`], calling `progress` after every step.
+pub fn train_classifier_with_progress(
+    model: &impl ModuleT,
+    vs: &VarStore,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    cfg: &TrainConfig,
+    progress: &mut dyn FnMut(TrainProgress<'_>),
+) -> Result<TrainReport> {
     if cfg.epochs == 0 || cfg.batch_size == 0 || !cfg.lr.is_finite() || cfg.lr <= 0.0 {
         return Err(Error::Invalid(format!(
             "training needs epochs > 0, batch_size > 0 and lr > 0 (got {}, {}, {})",
@@ -146,17 +171,7 @@ pub fn train_classifier(
     let val = val.map(|v| v.to_device(device)).transpose()?;
     let mut opt = build_optimizer(vs, cfg)?;
     let per_epoch = train.batch_count(cfg.batch_size);
-    let bar = if cfg.progress {
-        ProgressBar::new((per_epoch * cfg.epochs) as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(format!("train {}", train.name));
+    let total_steps = per_epoch * cfg.epochs;
     let started = Instant::now();
     let mut epochs = Vec::with_capacity(cfg.epochs);
     let mut steps = 0;
@@ -176,11 +191,16 @@ pub fn train_classifier(
             loss_sum += loss.f_double_value(&[])?;
             batches += 1;
             steps += 1;
-            bar.inc(1);
+            progress(TrainProgress {
+                dataset: &train.name,
+                step: steps,
+                steps: total_steps,
+                epoch,
+                epoch_end: None,
+            });
         }
         let train_loss = loss_sum / batches.max(1) as f64;
         if !train_loss.is_finite() {
-            bar.abandon();
             return Err(Error::Invalid(format!(
                 "training `{}` diverged at epoch {epoch} (loss {train_loss}); lower the learning rate",
                 train.name
@@ -189,21 +209,25 @@ pub fn train_classifier(
         let val_metrics = val.as_ref().map(|v| evaluate(model, v, 512)).transpose()?;
         match &val_metrics {
             Some(m) => {
-                bar.set_message(format!("loss {train_loss:.4} val acc {:.4}", m.accuracy));
                 tracing::debug!(dataset = %train.name, epoch, train_loss, val_loss = m.loss, val_accuracy = m.accuracy, "epoch done");
             }
             None => {
-                bar.set_message(format!("loss {train_loss:.4}"));
                 tracing::debug!(dataset = %train.name, epoch, train_loss, "epoch done");
             }
         }
+        progress(TrainProgress {
+            dataset: &train.name,
+            step: steps,
+            steps: total_steps,
+            epoch,
+            epoch_end: Some((train_loss, val_metrics.map(|m| m.accuracy))),
+        });
         epochs.push(EpochStats {
             epoch,
             train_loss,
             val: val_metrics,
         });
     }
-    bar.finish_and_clear();
     Ok(TrainReport {
         epochs,
         steps,

@@ -16,7 +16,6 @@ fn train_once(seed: u64) -> (Vec<(String, graft_tensor::tch::Tensor)>, Vec<f64>)
     let cfg = TrainConfig {
         epochs: 2,
         seed,
-        progress: false,
         ..TrainConfig::default()
     };
     let report = train_classifier(&model, &vs, &splits.train, Some(&splits.val), &cfg).unwrap();
@@ -95,7 +94,6 @@ fn bad_training_configs_are_refused() {
     let diverging = TrainConfig {
         epochs: 1,
         lr: 1e12,
-        progress: false,
         ..TrainConfig::default()
     };
     let err = train_classifier(&model, &vs, &splits.train, None, &diverging);

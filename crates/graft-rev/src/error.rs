@@ -63,6 +63,7 @@ pub enum Error {
     #[error(transparent)]
     Tensor(#[from] graft_tensor::Error),
     /// An error from graft-nn (plots, results).
+    #[cfg(feature = "experiments")]
     #[error(transparent)]
     Nn(#[from] graft_nn::Error),
     /// An error from libtorch.

@@ -17,6 +17,7 @@
 
 pub mod coupling;
 mod error;
+#[cfg(feature = "experiments")]
 pub mod experiments;
 pub mod heun;
 pub mod mlp;

@@ -7,13 +7,13 @@
 
 mod dmcmc_digits;
 mod learned;
-pub mod problems;
+pub use crate::problems;
 mod sweep;
 
 use graft_nn::experiment::{ExperimentContext, Outcome};
 
 /// Runs the `diffusion` reproduction.
-pub fn run(ctx: &ExperimentContext) -> crate::Result<Outcome> {
+pub fn run(ctx: &ExperimentContext) -> graft_nn::experiment::RunResult {
     std::fs::create_dir_all(&ctx.out_dir)
         .map_err(|e| crate::Error::Config(format!("{}: {e}", ctx.out_dir.display())))?;
     let mut out = Outcome::default();

@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-type AnyResult<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+type AnyResult<T> = std::result::Result<T, graft_nn::experiment::ExperimentError>;
 
 const CORNERS: [(i64, i64); 4] = [(0, 0), (0, 8), (8, 0), (8, 8)];
 
@@ -126,7 +126,6 @@ fn train_all(ctx: &ExperimentContext, s: &Setting) -> AnyResult<Trained> {
         batch_size: 64,
         lr: 1e-3,
         seed: derive_seed(s.seed, "base"),
-        progress: false,
         ..TrainConfig::default()
     };
     train_classifier(&base_model, &base_vs, &base_train, None, &base_cfg)?;
@@ -145,7 +144,6 @@ fn train_all(ctx: &ExperimentContext, s: &Setting) -> AnyResult<Trained> {
             batch_size: 64,
             lr: s.finetune_lr,
             seed: derive_seed(s.seed, &format!("task{t}")),
-            progress: false,
             ..TrainConfig::default()
         };
         train_classifier(&model, &vs, &train, None, &cfg)?;
@@ -252,7 +250,7 @@ impl Trained {
             }
         }
         best.map(|(m, p, h, _)| (m, p, h))
-            .ok_or_else(|| "no candidate merges".into())
+            .ok_or_else(|| graft_nn::experiment::ExperimentError::msg("no candidate merges"))
     }
 }
 
@@ -453,7 +451,7 @@ fn mean_rows(rows: &[Row]) -> Row {
 }
 
 /// Runs the experiment.
-pub fn run(ctx: &ExperimentContext) -> AnyResult<Outcome> {
+pub fn run(ctx: &ExperimentContext) -> graft_nn::experiment::RunResult {
     let seeds: Vec<u64> = ctx.pick(vec![ctx.seed], vec![ctx.seed, ctx.seed + 1, ctx.seed + 2]);
     let narrow: Vec<Row> = seeds
         .iter()

@@ -111,7 +111,7 @@ pub fn train_model(
 }
 
 /// Runs the experiment.
-pub fn run(ctx: &ExperimentContext) -> Result<Outcome> {
+pub fn run(ctx: &ExperimentContext) -> crate::experiment::RunResult {
     let mut outcome = Outcome::default();
     let mut curves: HashMap<&str, Vec<Series>> = HashMap::new();
     for b in baselines() {

@@ -13,15 +13,15 @@ pub mod unet;
 use graft_nn::experiment::{ExperimentContext, Outcome};
 
 /// Runs the `rev` reproduction.
-pub fn run(ctx: &ExperimentContext) -> crate::Result<Outcome> {
+pub fn run(ctx: &ExperimentContext) -> graft_nn::experiment::RunResult {
     let sweep = depth::DepthSweep::for_ctx(ctx);
     let depth_peaks = depth::measure(ctx, &sweep)?;
     let heun_peaks = ode::measure(ctx)?;
     let unet_sweep = unet::UNetSweep::for_ctx(ctx);
     let unet_peaks = unet::measure(ctx, &unet_sweep)?;
     if probe::in_child() {
-        return Err(crate::Error::Config(
-            "memory probe child did not reach its site".into(),
+        return Err(graft_nn::experiment::ExperimentError::msg(
+            "memory probe child did not reach its site",
         ));
     }
     let mut outcome = Outcome::default();
