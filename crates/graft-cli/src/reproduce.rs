@@ -79,7 +79,18 @@ fn run_one(experiment: &Experiment, args: &Args) -> Result<()> {
         experiment.about
     );
     let started = Instant::now();
-    let outcome = (experiment.run)(&ctx).map_err(|e| anyhow::Error::from_boxed(e.into_boxed()))?;
+    // The libraries draw nothing; a spinner says the experiment is alive.
+    let spinner = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_message(format!("running {}", experiment.name));
+        s.enable_steady_tick(std::time::Duration::from_millis(200));
+        s
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let outcome = (experiment.run)(&ctx);
+    spinner.finish_and_clear();
+    let outcome = outcome.map_err(|e| anyhow::Error::from_boxed(e.into_boxed()))?;
     let result = ExperimentResult {
         experiment: experiment.name.to_string(),
         quick: args.quick,

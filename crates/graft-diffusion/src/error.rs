@@ -101,7 +101,19 @@ pub enum Error {
     /// An error from libtorch.
     #[error(transparent)]
     Torch(#[from] graft_tensor::tch::TchError),
+    /// An error of the caller's own code (their `Model`, `Process` or `NoiseSource` implementations), carried through
+    /// graft unchanged; make one with [`Error::wrap`].
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// graft-diffusion's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps a caller's own error (from their `Model`, `Process` or `NoiseSource` implementations) as [`Error::Other`],
+    /// so code graft calls back into can fail with its own error type.
+    pub fn wrap(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Other(Box::new(err))
+    }
+}

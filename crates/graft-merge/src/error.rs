@@ -106,7 +106,19 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// An error of the caller's own code (their `Source` implementations and callbacks), carried through
+    /// graft unchanged; make one with [`Error::wrap`].
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// graft-merge's result type.
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Wraps a caller's own error (from their `Source` implementations and callbacks) as [`Error::Other`],
+    /// so code graft calls back into can fail with its own error type.
+    pub fn wrap(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Other(Box::new(err))
+    }
+}

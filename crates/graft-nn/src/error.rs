@@ -38,7 +38,19 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// An error of the caller's own code (their models and data loaders), carried through
+    /// graft unchanged; make one with [`Error::wrap`].
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// graft-nn's result type.
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Wraps a caller's own error (from their models and data loaders) as [`Error::Other`],
+    /// so code graft calls back into can fail with its own error type.
+    pub fn wrap(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Other(Box::new(err))
+    }
+}

@@ -56,6 +56,9 @@ pub enum Error {
         /// The tolerance set by the user.
         tolerance: f64,
     },
+    /// A tape recorded by another stack (its layers do not match this one's).
+    #[error("the tape does not belong to this stack: {0}")]
+    ForeignTape(String),
     /// `backward` was called before a gradient reached the tape's output.
     #[error("the tape's output has no gradient: call backward on a loss computed from it first")]
     NoOutputGradient,
@@ -69,7 +72,19 @@ pub enum Error {
     /// An error from libtorch.
     #[error(transparent)]
     Torch(#[from] graft_tensor::tch::TchError),
+    /// An error of the caller's own code (their `SubNet` and `Reversible` implementations), carried through
+    /// graft unchanged; make one with [`Error::wrap`].
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// graft-rev's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps a caller's own error (from their `SubNet` and `Reversible` implementations) as [`Error::Other`],
+    /// so code graft calls back into can fail with its own error type.
+    pub fn wrap(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Other(Box::new(err))
+    }
+}

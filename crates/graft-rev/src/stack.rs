@@ -346,8 +346,8 @@ impl Stack {
             });
         }
         if tape.seeds.len() != self.layers.len() || tape.saved.len() != self.layers.len() {
-            return Err(Error::Config(format!(
-                "the tape holds {} layers but this stack has {} (a tape from another stack?)",
+            return Err(Error::ForeignTape(format!(
+                "the tape holds {} layers but this stack has {}",
                 tape.seeds.len(),
                 self.layers.len()
             )));
@@ -385,9 +385,7 @@ impl Stack {
                     y = x;
                 }
                 (_, _, None) => {
-                    return Err(Error::Config(format!(
-                        "layer {i} has no stored input (a tape from another stack?)"
-                    )));
+                    return Err(Error::ForeignTape(format!("layer {i} has no stored input")));
                 }
             }
         }

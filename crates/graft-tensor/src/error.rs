@@ -123,12 +123,22 @@ pub enum Error {
     #[cfg(feature = "tch")]
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// An error of the caller's own code (their closures and callbacks), carried through
+    /// graft unchanged; make one with [`Error::wrap`].
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// graft-tensor's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// Wraps a caller's own error (from their closures and callbacks) as [`Error::Other`],
+    /// so code graft calls back into can fail with its own error type.
+    pub fn wrap(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Other(Box::new(err))
+    }
+
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
