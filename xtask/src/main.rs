@@ -5,6 +5,7 @@
 //! exists; it drives cargo and the `graft` binary for everything else.
 
 mod bench;
+mod downstream;
 mod env;
 mod fetch_assets;
 mod layout;
@@ -21,7 +22,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  setup [--cuda]              assemble libtorch 2.13.0 in the cache and link it at target/libtorch
+  setup [--cuda] [--print-config]
+                              assemble libtorch 2.13.0 in the cache and link it at target/libtorch;
+                              --print-config prints the .cargo/config.toml lines your own project needs
   env                         show where graft keeps libtorch, assets and the Python peers, and their state
   fetch-assets                download the pinned data packages and extract the files graft reads
   peers [GROUP]               create the Python peers environment (default group: core)

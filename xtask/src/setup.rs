@@ -42,16 +42,37 @@ const CUDA_CUPTI: Wheel = Wheel {
 /// Written last into a finished libtorch directory; its presence makes set-up a no-op.
 const COMPLETE_MARKER: &str = ".graft-complete";
 
-/// `cargo xtask setup [--cuda]`.
+/// `cargo xtask setup [--cuda] [--print-config]`.
 pub fn run(args: &[String]) -> Result<()> {
-    crate::reject_unknown("setup", args, &["--cuda"])?;
+    crate::reject_unknown("setup", args, &["--cuda", "--print-config"])?;
     let flavour = if args.iter().any(|a| a == "--cuda") {
         "cuda"
     } else {
         "cpu"
     };
-    ensure(Some(flavour))?;
+    let dir = ensure(Some(flavour))?;
+    if args.iter().any(|a| a == "--print-config") {
+        print!("{}", downstream_config(&dir, flavour));
+    }
     Ok(())
+}
+
+/// The `.cargo/config.toml` lines another project needs to build against
+/// graft's libtorch in `dir`: torch-sys finds it through `LIBTORCH`, and
+/// the binaries, tests and examples find its shared libraries at run time
+/// through an rpath (absolute: the project is elsewhere).
+pub fn downstream_config(dir: &Path, flavour: &str) -> String {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    format!(
+        "# graft's libtorch {TORCH_VERSION} ({flavour}), assembled by `cargo xtask setup`.\n\
+         # Put these lines in your project's .cargo/config.toml.\n\
+         [env]\n\
+         LIBTORCH = \"{dir}\"\n\
+         \n\
+         [target.x86_64-unknown-linux-gnu]\n\
+         rustflags = [\"-C\", \"link-arg=-Wl,-rpath,{dir}/lib\"]\n",
+        dir = dir.display()
+    )
 }
 
 /// Makes sure a libtorch is assembled and linked; returns its directory.

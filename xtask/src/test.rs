@@ -19,7 +19,7 @@ pub fn run(args: &[String]) -> Result<()> {
             Vec::new()
         }
     };
-    setup::ensure(None)?;
+    let libtorch = setup::ensure(None)?;
     fetch_assets::ensure()?;
     let python = peers::ensure("core")?;
     step(
@@ -36,6 +36,7 @@ pub fn run(args: &[String]) -> Result<()> {
     shell::run(&mut cargo)?;
     if extra.is_empty() {
         libtorch_free_merge()?;
+        crate::downstream::check(&libtorch)?;
     }
     Ok(())
 }

@@ -30,7 +30,7 @@ enum Command {
     Merge(merge::Args),
     /// Sample a diffusion model (a built-in GMM problem or a saved model) with any graft sampler.
     #[cfg(feature = "torch")]
-    Sample(sample::Args),
+    Sample(Box<sample::Args>),
 }
 
 fn main() {
@@ -79,6 +79,6 @@ fn run(cli: Cli) -> Result<()> {
         #[cfg(feature = "merge")]
         Command::Merge(args) => merge::run(args),
         #[cfg(feature = "torch")]
-        Command::Sample(args) => sample::run(args),
+        Command::Sample(args) => sample::run(*args),
     }
 }

@@ -49,7 +49,7 @@ pub fn parse_size(text: &str) -> Result<u64> {
         bail!("shard size `{text}` must be a positive number");
     }
     let bytes = value * factor;
-    if bytes < 1.0 || bytes > 1e18 {
+    if !(1.0..=1e18).contains(&bytes) {
         bail!("shard size `{text}` must be between 1 byte and 1e18 bytes");
     }
     Ok(bytes as u64)

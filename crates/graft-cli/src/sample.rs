@@ -7,14 +7,11 @@
 use anyhow::{Context, Result, bail};
 use graft_diffusion::gmm::GmmModel;
 use graft_diffusion::grid::StepGrid;
-use graft_diffusion::integrator::{Form, ThirdOrder};
 use graft_diffusion::metrics::{MMD_SCALES, median_distance, mmd2_unbiased, mode_stats};
 use graft_diffusion::noise::{BrownianTree, NoiseSource, SeededNoise};
 use graft_diffusion::param::Parameterization;
 use graft_diffusion::problems::{Problem, r1, r2, r3};
-use graft_diffusion::samplers::{
-    DpmSolverSingle, EdmHeun, EulerMaruyama, EulerOde, Mrs, Posterior, PredictorCorrector, Sampler,
-};
+use graft_diffusion::samplers::{Sampler, SamplerName, SamplerOptions};
 use graft_tensor::tch::{Device, Kind, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,7 +25,8 @@ pub struct Args {
     /// A saved denoiser (a directory with config.json and model.safetensors) to sample instead of a built-in problem.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Sampler: mrs-ode, mrs-sde, euler-maruyama, euler-ode, posterior, dpm-single, edm-heun, pc.
+    /// Sampler: mrs-ode, mrs-sde, euler-maruyama, euler-ode, posterior, dpm-single, edm-heun, pc
+    /// (graft_diffusion::samplers::SamplerName).
     #[arg(long, default_value = "mrs-ode")]
     sampler: String,
     /// Solver order (MRS ODE 1-3, MRS SDE 1-2, DPM-Solver single-step 2-3).
@@ -129,42 +127,13 @@ fn stage_output(args: &Args, inputs: Vec<PathBuf>) -> Result<graft_tensor::atomi
     )?)
 }
 
-fn form(s: &str) -> Result<Form> {
-    Ok(match s {
-        "data" => Form::Data,
-        "noise" => Form::Noise,
-        other => bail!("unknown --form `{other}` (data, noise)"),
-    })
-}
-
 fn sampler(a: &Args) -> Result<Box<dyn Sampler>> {
-    let third = match a.third_order.as_str() {
-        "taylor" => ThirdOrder::TaylorExact,
-        "reference" => ThirdOrder::Reference,
-        other => bail!("unknown --third-order `{other}` (taylor, reference)"),
-    };
-    Ok(match a.sampler.as_str() {
-        "mrs-ode" => Box::new(Mrs {
-            third_order: third,
-            ..Mrs::ode(a.order, form(&a.form)?)
-        }),
-        "mrs-sde" => Box::new(Mrs::sde(a.order, form(&a.form)?)),
-        "euler-maruyama" => Box::new(EulerMaruyama),
-        "euler-ode" => Box::new(EulerOde),
-        "posterior" => Box::new(Posterior),
-        "dpm-single" => Box::new(DpmSolverSingle {
-            order: a.order,
-            form: form(&a.form)?,
-        }),
-        "edm-heun" => Box::new(EdmHeun {
-            churn: None,
-            final_zero: false,
-        }),
-        "pc" => Box::new(PredictorCorrector::default()),
-        other => bail!(
-            "unknown --sampler `{other}` (mrs-ode, mrs-sde, euler-maruyama, euler-ode, posterior, dpm-single, edm-heun, pc)"
-        ),
-    })
+    let name: SamplerName = a.sampler.parse()?;
+    Ok(name.build(SamplerOptions {
+        order: a.order,
+        form: a.form.parse()?,
+        third_order: a.third_order.parse()?,
+    }))
 }
 
 fn noise_source(args: &Args, t_end: f64, t_start: f64) -> Result<Box<dyn NoiseSource>> {

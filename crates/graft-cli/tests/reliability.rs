@@ -146,6 +146,16 @@ fn merge_never_deletes_a_users_files() {
     assert!(temp_entries(&fx.root).is_empty());
 }
 
+/// Merges with `yaml` into `out`, which must succeed.
+fn merge_ok(yaml: &str, out: &Path) {
+    let done = graft(&["merge", yaml, out.to_str().unwrap(), "--quiet"]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+}
+
 /// The merged bytes of a completed merge into `out`.
 fn merged_bytes(out: &Path) -> Vec<u8> {
     fs::read(out.join("model.safetensors")).unwrap()
@@ -157,11 +167,7 @@ fn a_killed_merge_leaves_its_output_absent_or_complete_and_the_next_run_cleans_u
     let fx = Fixture::new(4096);
     let yaml = fx.yaml.to_str().unwrap();
     let reference = fx.root.join("reference");
-    assert!(
-        graft(&["merge", yaml, reference.to_str().unwrap(), "--quiet"])
-            .status
-            .success()
-    );
+    merge_ok(yaml, &reference);
     let expected = merged_bytes(&reference);
     let out = fx.root.join("out");
     let mut complete = 0;
@@ -204,11 +210,7 @@ fn a_kill_at_any_commit_step_leaves_an_output_old_or_new_never_both_hidden() {
     let fx = Fixture::new(4);
     let yaml = fx.yaml.to_str().unwrap();
     let out = fx.root.join("out");
-    assert!(
-        graft(&["merge", yaml, out.to_str().unwrap(), "--quiet"])
-            .status
-            .success()
-    );
+    merge_ok(yaml, &out);
     let old = merged_bytes(&out);
     // A different merge, so old and new outputs differ.
     let linear = fx.root.join("linear.yml");
@@ -486,7 +488,8 @@ fn sample_validates_a_saved_model_before_allocating_from_it() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let o = out.to_str().unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Mutation, &str)> = vec![
         (
             "neg-dim",
             Box::new(|j| j["shape"]["dim"] = (-2).into()),

@@ -117,6 +117,7 @@ pub fn run_merge_with_progress(
 ) -> Result<MergeReport> {
     let started = Instant::now();
     // Cheap checks first: nothing is mapped or created before they pass.
+    config.validate()?;
     if options.threads > MAX_THREADS {
         return Err(Error::BadOption {
             option: "threads".into(),
@@ -622,7 +623,7 @@ fn model_params(
 
 /// The models of one segment: their sources with the weight and density
 /// that apply to `tensor`.
-fn chunk_models<'s, S: Source>(
+pub(crate) fn chunk_models<'s, S: Source>(
     config: &MergeConfig,
     ids: &[String],
     tensor: &str,

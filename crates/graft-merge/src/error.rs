@@ -106,6 +106,10 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// libtorch refused an operation (in-memory merges of `tch` tensors).
+    #[cfg(feature = "tch")]
+    #[error("libtorch: {0}")]
+    Torch(#[from] graft_tensor::tch::TchError),
     /// An error of the caller's own code (their `Source` implementations and callbacks), carried through
     /// graft unchanged; make one with [`Error::wrap`].
     #[error(transparent)]

@@ -7,7 +7,10 @@
 //! ([`config::MergeConfig`]); and an engine over safetensors checkpoints
 //! ([`engine::run_merge`]) that streams tensors in chunks, in bounded memory
 //! whatever the model size, for per-tensor and global scope alike
-//! ([`chunked`]). The `merge` reproduction, parity with mergekit 0.1.5 on
+//! ([`chunked`]). [`Source`] is the extension point: implement it to merge
+//! tensors from any storage (a custom file format, a database, values
+//! computed on the fly) with [`merge_chunked`]; `examples/custom_source.rs`
+//! shows one. The `merge` reproduction, parity with mergekit 0.1.5 on
 //! committed fixtures and `cargo xtask bench merge` live beside it.
 //!
 //! Notation (spec `merging.md` §0): base `θ0`, fine-tunes `θi`, deltas
@@ -27,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+mod builder;
 pub mod chunked;
 pub mod codec;
 mod combine;
@@ -36,6 +40,8 @@ pub mod engine;
 mod error;
 #[cfg(feature = "experiments")]
 pub mod experiments;
+#[cfg(feature = "tch")]
+mod in_memory;
 mod method;
 pub mod param;
 mod pcb;
@@ -43,8 +49,11 @@ pub mod rng;
 pub mod search;
 mod sparsify;
 
+pub use chunked::{ChunkModel, SliceSource, Source, merge_chunked};
 pub use dtype::DType;
 pub use error::{Error, Result};
+#[cfg(feature = "tch")]
+pub use in_memory::merge_tensors;
 pub use method::{
     Compat, Delta, MergeParams, Method, Rescale, TrimRule, VoteRule, merge, merge_pcb_in_memory,
     merge_segment,

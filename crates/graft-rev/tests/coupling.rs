@@ -120,6 +120,31 @@ proptest! {
     }
 }
 
+/// P1 on every device: a depth-8 f32 stack of LayerNorm-bounded MLP
+/// couplings reconstructs its input to 2e-5·(1+M), M the stream's largest
+/// magnitude (cuBLAS rounds differently from the CPU kernels; the drift
+/// bound must hold on both).
+fn reconstruction_drift_is_bounded_on(device: Device) {
+    let _rng = common::seeded(3);
+    let cfg = MlpCouplingConfig {
+        half: 8,
+        hidden: 32,
+        layer_norm: true,
+        ..Default::default()
+    };
+    let (mut vs, stack) = mlp_stack(8, &cfg, Kind::Float);
+    vs.set_device(device);
+    let x = Tensor::randn([4, 16], (Kind::Float, Device::Cpu)).to_device(device);
+    let (err, peak) = round_trip_error(&stack, &x);
+    assert!(err <= 2e-5 * (1.0 + peak), "err {err}, stream max {peak}");
+}
+
+graft_tensor::test_device!(
+    reconstruction_drift_is_bounded_on,
+    reconstruction_drift_is_bounded_on_cpu,
+    reconstruction_drift_is_bounded_on_cuda
+);
+
 #[test]
 fn odd_split_is_an_error_at_construction_and_at_run_time() {
     let id = |x: &Tensor, _: &CallCtx| Ok(x.shallow_clone());

@@ -151,3 +151,31 @@ fn many_terms_and_nested_broadcasts_take_the_blocked_loop_and_agree() {
         assert!(max_abs_diff(&got, &reference(&terms)) < 1e-5);
     }
 }
+
+/// On every device: a full, a row ([d]) and a scalar-shaped term combine to
+/// the f64 reference (on CUDA through the libtorch fallback, which the
+/// samplers' updates take there), and the result stays on the device.
+fn lincomb_agrees_with_f64_on(device: Device) {
+    let _rng = graft_tensor::testing::rng_lock();
+    graft_tensor::tch::manual_seed(11);
+    let a = Tensor::randn([32, 8], (Kind::Float, Device::Cpu)).to_device(device);
+    let row = Tensor::randn([8], (Kind::Float, Device::Cpu)).to_device(device);
+    let one = Tensor::randn([1], (Kind::Float, Device::Cpu)).to_device(device);
+    let terms = [(0.5, &a), (-2.0, &row), (3.0, &one)];
+    let out = lincomb(&terms).unwrap();
+    assert_eq!(out.device(), device);
+    assert_eq!(out.size(), [32, 8]);
+    let cpu: Vec<Tensor> = [&a, &row, &one]
+        .iter()
+        .map(|t| t.to_device(Device::Cpu))
+        .collect();
+    let expected = reference(&[(0.5, &cpu[0]), (-2.0, &cpu[1]), (3.0, &cpu[2])]);
+    let err = max_abs_diff(&out.to_device(Device::Cpu), &expected);
+    assert!(err <= 1e-5, "max |lincomb − f64 reference| = {err}");
+}
+
+graft_tensor::test_device!(
+    lincomb_agrees_with_f64_on,
+    lincomb_agrees_with_f64_on_cpu,
+    lincomb_agrees_with_f64_on_cuda
+);

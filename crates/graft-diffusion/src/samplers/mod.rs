@@ -1,6 +1,7 @@
 //! Samplers: each runs a model over a time grid and counts its NFE.
 
 mod baselines;
+mod by_name;
 mod dlg;
 mod dpm_single;
 mod edm;
@@ -8,6 +9,7 @@ mod mrs;
 mod pc;
 
 pub use baselines::{EulerMaruyama, EulerOde, Posterior};
+pub use by_name::{SamplerName, SamplerOptions};
 pub use dlg::{Chains, Dlg, ExactLevels, LevelChoice, LevelPosterior};
 pub use dpm_single::DpmSolverSingle;
 pub use edm::{Churn, EdmHeun};

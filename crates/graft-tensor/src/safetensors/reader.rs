@@ -212,7 +212,7 @@ fn header_error(path: &Path, bytes: &[u8], err: SafeTensorError) -> Error {
 
 /// 8 + header + the end of the last tensor's data, read from a header that parses.
 fn data_len_in_header(bytes: &[u8], header_len: u64) -> Option<u64> {
-    let header = bytes.get(8..8 + header_len as usize)?;
+    let header = bytes.get(8..(header_len as usize).saturating_add(8))?;
     let json: HashMap<String, serde_json::Value> = serde_json::from_slice(header).ok()?;
     let end = json
         .iter()
@@ -220,7 +220,9 @@ fn data_len_in_header(bytes: &[u8], header_len: u64) -> Option<u64> {
         .filter_map(|(_, v)| v["data_offsets"][1].as_u64())
         .max()
         .unwrap_or(0);
-    Some(8 + header_len + end)
+    // Offsets near 2^64 (which read_metadata's own sum wraps past) must not
+    // overflow here: the file then needs more bytes than any can hold.
+    Some(header_len.saturating_add(8).saturating_add(end))
 }
 
 /// Tensor names by data offset; zero-sized tensors (which share an offset
