@@ -8,6 +8,7 @@ mod bench;
 mod downstream;
 mod env;
 mod fetch_assets;
+mod fuzz;
 mod layout;
 mod peers;
 mod reproduce;
@@ -32,6 +33,8 @@ commands:
   reproduce [NAME...] [--quick] [--seed N]
                               set up, run the registered experiments and write target/reproduce/REPORT.md
   bench [NAME]                set up, then run the criterion benchmarks (all, or the one named)
+  fuzz [TARGET] [--runs N] [--seconds S]
+                              run the libFuzzer targets in fuzz/ (nightly + cargo-fuzz; default: all, 1,000,000 runs each)
 
 environment:
   GRAFT_CACHE                 cache directory (default: $XDG_CACHE_HOME/graft or ~/.cache/graft)
@@ -59,6 +62,7 @@ fn run() -> Result<()> {
         "test" => test::run(&args),
         "reproduce" => reproduce::run(&args),
         "bench" => bench::run(&args),
+        "fuzz" => fuzz::run(&args),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -249,6 +249,15 @@ impl SavedConfig {
                 Err(format!("process.{name} = {v} must be positive and finite"))
             }
         };
+        let below_one = |eps: f64| {
+            if eps < 1.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "process.eps = {eps} (α at t_start) must lie in (0, 1)"
+                ))
+            }
+        };
         match self.process {
             ProcessSpec::MeanRevertingTable {
                 steps,
@@ -263,10 +272,12 @@ impl SavedConfig {
                 }
                 finite_pos("eps", eps)?;
                 finite_pos("sigma_inf", sigma_inf)?;
+                below_one(eps)?;
             }
             ProcessSpec::MeanRevertingCosine { eps, sigma_inf } => {
                 finite_pos("eps", eps)?;
                 finite_pos("sigma_inf", sigma_inf)?;
+                below_one(eps)?;
             }
             ProcessSpec::Vp => {}
             ProcessSpec::Ve {
@@ -275,6 +286,11 @@ impl SavedConfig {
             } => {
                 finite_pos("sigma_min", sigma_min)?;
                 finite_pos("sigma_max", sigma_max)?;
+                if sigma_min >= sigma_max {
+                    return Err(format!(
+                        "process.sigma_min = {sigma_min} must be below sigma_max = {sigma_max}"
+                    ));
+                }
             }
             ProcessSpec::Edm { sigma_max } => finite_pos("sigma_max", sigma_max)?,
         }

@@ -83,8 +83,13 @@ impl Ctx<'_> {
     }
 
     fn number(&self, key: &str, v: &Value) -> Result<f64> {
-        v.as_f64()
-            .ok_or_else(|| self.err(key, format!("expected a number, got {}", show(v))))
+        let x = v
+            .as_f64()
+            .ok_or_else(|| self.err(key, format!("expected a number, got {}", show(v))))?;
+        if !x.is_finite() {
+            return Err(self.err(key, format!("expected a finite number, got {}", show(v))));
+        }
+        Ok(x)
     }
 
     fn param(&self, key: &str, v: &Value) -> Result<Param> {

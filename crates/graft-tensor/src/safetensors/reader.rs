@@ -41,10 +41,7 @@ impl SafetensorsFile {
         // (writes go to a temporary file and are renamed), but another process
         // truncating the file while it is mapped would fault, as with any mmap.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
-        let (header_len, metadata) = match SafeTensors::read_metadata(&mmap) {
-            Ok(ok) => ok,
-            Err(err) => return Err(header_error(&path, &mmap, err)),
-        };
+        let (header_len, metadata) = read_metadata(&path, &mmap)?;
         let order = storage_order(&mmap[8..8 + header_len], &metadata);
         Ok(Self {
             path,
@@ -158,10 +155,7 @@ impl SafetensorsFile {
 /// does, returning the tensors in storage order; `origin` names the bytes
 /// in errors. Exposed for fuzzing and for callers holding a file in memory.
 pub fn parse_header(bytes: &[u8], origin: &Path) -> Result<Vec<TensorSpec>> {
-    let (header_len, metadata) = match SafeTensors::read_metadata(bytes) {
-        Ok(ok) => ok,
-        Err(err) => return Err(header_error(origin, bytes, err)),
-    };
+    let (header_len, metadata) = read_metadata(origin, bytes)?;
     let order = storage_order(&bytes[8..8 + header_len], &metadata);
     Ok(order
         .into_iter()
@@ -174,6 +168,27 @@ pub fn parse_header(bytes: &[u8], origin: &Path) -> Result<Vec<TensorSpec>> {
             })
         })
         .collect())
+}
+
+/// safetensors' `read_metadata`, behind a guard: that function adds the
+/// largest end offset, 8 and the header length unchecked (safetensors 0.8.0,
+/// `src/tensor.rs`), so offsets near 2^64 overflow (a panic in builds with
+/// overflow checks, found by fuzzing). A header whose offsets reach past the
+/// file is refused here first, as the truncation it describes.
+fn read_metadata(path: &Path, bytes: &[u8]) -> Result<(usize, Metadata)> {
+    if let Some(header_len) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+        && let Some(end) = data_len_in_header(bytes, header_len)
+        && end > bytes.len() as u64
+    {
+        return Err(Error::Truncated {
+            path: path.to_path_buf(),
+            expected: end,
+            actual: bytes.len() as u64,
+        });
+    }
+    SafeTensors::read_metadata(bytes).map_err(|err| header_error(path, bytes, err))
 }
 
 /// Turns a header parse failure into an error that says what is wrong with `path`.
