@@ -4,7 +4,8 @@
 use crate::config::{MergeConfig, ModelSpec, Scope};
 use crate::dtype::DType;
 use crate::param::Param;
-use crate::{Error, MergeParams, Method, Result};
+use crate::types::{MergeParams, Method};
+use crate::{Error, Result};
 use std::path::PathBuf;
 
 impl MergeConfig {

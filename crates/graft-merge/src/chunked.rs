@@ -14,7 +14,8 @@
 
 use crate::combine;
 use crate::rng::{stable_hash, stream_key, uniform};
-use crate::{Compat, Error, MergeParams, Method, Rescale, Result, TrimRule};
+use crate::types::{Compat, MergeParams, Method, Rescale, TrimRule};
+use crate::{Error, Result};
 
 /// Values of one model's tensor, readable in ranges.
 pub trait Source: Sync {

@@ -1,6 +1,6 @@
 //! Combining sparsified deltas: weighted sums, sign votes, disjoint means.
 
-use crate::VoteRule;
+use crate::types::VoteRule;
 
 /// mergekit's `generalized_task_arithmetic` combine (spec §6): `D_i = w_i δ̃_i`;
 /// with a vote, `s = +1` where the vote is `≥ 0` else `−1`, `M_i = [sgn D_i = s]`

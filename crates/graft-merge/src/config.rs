@@ -15,7 +15,8 @@
 
 use crate::dtype::DType;
 use crate::param::Param;
-use crate::{Compat, Error, MergeParams, Method, PcbParams, Rescale, Result, TrimRule, VoteRule};
+use crate::types::{Compat, MergeParams, Method, PcbParams, Rescale, TrimRule, VoteRule};
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
@@ -277,9 +278,9 @@ impl MergeConfig {
                     "clamp_ratio" => pcb.clamp_ratio = ctx.number(&key, v)?,
                     "inter_balance" => {
                         pcb.inter = match v.as_str() {
-                            Some("reference") => crate::InterBalance::Reference,
-                            Some("normalized_sum") => crate::InterBalance::NormalizedSum,
-                            Some("pairwise") => crate::InterBalance::Pairwise,
+                            Some("reference") => crate::types::InterBalance::Reference,
+                            Some("normalized_sum") => crate::types::InterBalance::NormalizedSum,
+                            Some("pairwise") => crate::types::InterBalance::Pairwise,
                             _ => {
                                 return Err(ctx.err(
                                     &key,

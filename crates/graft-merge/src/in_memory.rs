@@ -6,7 +6,8 @@ use crate::chunked::{SliceSource, merge_chunked};
 use crate::config::{MergeConfig, Scope};
 use crate::engine::chunk_models;
 use crate::param::layer_index;
-use crate::{Error, Method, Result};
+use crate::types::Method;
+use crate::{Error, Result};
 use graft_tensor::tch::{Kind, Tensor};
 use std::collections::HashMap;
 
@@ -131,7 +132,7 @@ fn merge_one(
     let layer = layer_index(name).zip(layers);
     let chunk_models = chunk_models(config, ids, name, layer, &sources)?;
     let base_source = SliceSource(&base_values);
-    let base_arg: Option<&dyn crate::Source> = if config.method == Method::Linear {
+    let base_arg: Option<&dyn crate::chunked::Source> = if config.method == Method::Linear {
         None
     } else {
         Some(&base_source)
@@ -151,10 +152,10 @@ fn merge_one(
     )?;
     let kind = match config.out_dtype {
         Some(d) => match d {
-            crate::DType::F32 => Kind::Float,
-            crate::DType::F16 => Kind::Half,
-            crate::DType::BF16 => Kind::BFloat16,
-            crate::DType::F64 => Kind::Double,
+            crate::dtype::DType::F32 => Kind::Float,
+            crate::dtype::DType::F16 => Kind::Half,
+            crate::dtype::DType::BF16 => Kind::BFloat16,
+            crate::dtype::DType::F64 => Kind::Double,
         },
         None => base.kind(),
     };

@@ -48,15 +48,16 @@ mod pcb;
 pub mod rng;
 pub mod search;
 mod sparsify;
+mod types;
 
 pub use chunked::{ChunkModel, SliceSource, Source, merge_chunked};
 pub use dtype::DType;
 pub use error::{Error, Result};
 #[cfg(feature = "tch")]
 pub use in_memory::merge_tensors;
-pub use method::{
-    Compat, Delta, MergeParams, Method, Rescale, TrimRule, VoteRule, merge, merge_pcb_in_memory,
-    merge_segment,
-};
-pub use pcb::{InterBalance, PcbComponents, PcbParams, PcbScores, pcb_scores};
+pub use method::{Delta, merge, merge_pcb_in_memory, merge_segment};
+pub use pcb::{PcbComponents, PcbScores, pcb_scores};
 pub use sparsify::{dare, trim};
+pub use types::{
+    Compat, InterBalance, MergeParams, Method, PcbParams, Rescale, TrimRule, VoteRule,
+};

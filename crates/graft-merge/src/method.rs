@@ -1,109 +1,12 @@
-//! Methods, their parameters and the merge of one segment.
+//! The merge of one segment held in memory ([`merge_segment`], [`merge`],
+//! [`merge_pcb_in_memory`]); the methods and their parameters are in
+//! [`crate::types`].
 
 use crate::chunked::{ChunkModel, SliceSource, Source, merge_chunked};
-use crate::pcb::{PcbParams, pcb_merge, pcb_scores};
+use crate::pcb::{pcb_merge, pcb_scores};
 use crate::rng::stable_hash;
+use crate::types::{MergeParams, Method, PcbParams};
 use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
-
-/// A merge method.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// Weighted average of the models: `Σ w_i θ_i / Σ w_i` (normalised by default).
-    Linear,
-    /// `Δ = λ Σ w_i δ_i` (Ilharco et al.).
-    TaskArithmetic,
-    /// Trim, elect sign, disjoint mean (Yadav et al.).
-    Ties,
-    /// DARE random drop and rescale, then a weighted sum.
-    DareLinear,
-    /// DARE random drop and rescale, then TIES' vote and mean.
-    DareTies,
-    /// PCB-merging (Du et al.).
-    Pcb(PcbParams),
-}
-
-/// Whose numbers to reproduce when the papers and mergekit differ (spec §0, §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Compat {
-    /// mergekit: weights before the TIES vote, weighted mean, a zero vote
-    /// elects +1, DARE rescale matches the L1 norm.
-    Mergekit,
-    /// The papers' reference code: unweighted vote with the majority-sign
-    /// fallback, mean over agreeing non-zero entries, DARE rescales by 1/(1 − p).
-    Paper,
-}
-
-/// The TIES vote (mergekit's `consensus_method`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VoteRule {
-    /// Sign of the (weighted) sum.
-    Sum,
-    /// Sign of the sum of signs.
-    Count,
-}
-
-/// How DARE rescales what it keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Rescale {
-    /// Divide by the keep probability (the paper; keeps the expectation).
-    InverseKeep,
-    /// Match the L1 norm of the unmasked delta (mergekit since Feb 2025).
-    L1,
-    /// Match the Euclidean norm.
-    L2,
-    /// Match the largest magnitude.
-    Linf,
-    /// Do not rescale ("drop only").
-    None,
-}
-
-/// Which entries a magnitude trim keeps; see [`crate::trim`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TrimRule {
-    /// Exactly `floor(k · n)` entries, ties by ascending index.
-    Exact,
-    /// The reference code's `|x| ≥ threshold`.
-    Reference,
-}
-
-/// Parameters shared by all methods; `None` means the method's default for the compat mode.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MergeParams {
-    /// Global scale `λ` of the merged delta (default 1).
-    pub lambda: f32,
-    /// Divide by the summed weights (mergekit's `normalize`).
-    pub normalize: Option<bool>,
-    /// DARE's rescale.
-    pub rescale: Option<Rescale>,
-    /// TIES' vote (mergekit compat only).
-    pub vote: VoteRule,
-    /// Magnitude trim rule.
-    pub trim_rule: TrimRule,
-    /// mergekit or paper semantics.
-    pub compat: Compat,
-    /// Seed of DARE's masks.
-    pub seed: u64,
-}
-
-impl Default for MergeParams {
-    fn default() -> Self {
-        Self {
-            lambda: 1.0,
-            normalize: None,
-            rescale: None,
-            vote: VoteRule::Sum,
-            trim_rule: TrimRule::Exact,
-            compat: Compat::Mergekit,
-            seed: 0,
-        }
-    }
-}
 
 /// One fine-tuned model's values for the segment being merged.
 #[derive(Debug, Clone)]

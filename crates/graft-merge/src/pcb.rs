@@ -1,44 +1,7 @@
 //! PCB-merging (Du et al., NeurIPS 2024), spec §4, on one segment.
 
+use crate::types::{InterBalance, PcbParams};
 use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
-
-/// How PCB's inter-balancing weighs a model's entries against the others
-/// (spec §4 step 3; all three are in the reference repository).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InterBalance {
-    /// `tanh(δ_i ⊙ Σ_j δ_j)` on the raw deltas (the reference default).
-    #[default]
-    Reference,
-    /// `tanh(δ_i ⊙ Σ_j ν_j)` with `ν_j = sgn(δ_j)·u_j`, the normalised clamped magnitudes.
-    NormalizedSum,
-    /// `Σ_j tanh(ν_i ⊙ ν_j)`, closest to the paper's pairwise formula.
-    Pairwise,
-}
-
-/// PCB's knobs.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct PcbParams {
-    /// Keep ratio `r` in (0, 1]: about `r · d` entries per model get a weight.
-    pub keep_ratio: f64,
-    /// Clamp ratio `c` in [0, 0.5): magnitudes are clipped to their `c` and
-    /// `1 − c` quantiles (0.01 in the code behind the paper's runs).
-    pub clamp_ratio: f64,
-    /// The inter-balancing variant.
-    #[serde(default)]
-    pub inter: InterBalance,
-}
-
-impl Default for PcbParams {
-    fn default() -> Self {
-        Self {
-            keep_ratio: 0.1,
-            clamp_ratio: 0.01,
-            inter: InterBalance::Reference,
-        }
-    }
-}
 
 /// Per model: PCB's clamped deltas `δc_i` and its drop-rescaled scores `s_i`.
 pub type PcbScores = (Vec<Vec<f32>>, Vec<Vec<f32>>);

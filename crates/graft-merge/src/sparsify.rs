@@ -2,9 +2,10 @@
 //! drop with rescaling (DARE). Both run the merge's own chunked state
 //! machinery on a single chunk, so they cannot drift from what a merge does.
 
+use crate::Result;
 use crate::chunked::{One, sparsify_one};
 use crate::rng::stream_key;
-use crate::{Rescale, Result};
+use crate::types::Rescale;
 
 /// Keeps the `floor(density · n)` largest-magnitude entries of `delta` and
 /// zeroes the rest, ties at the threshold broken by ascending index
