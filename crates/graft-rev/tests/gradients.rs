@@ -215,6 +215,14 @@ fn backward_errors_are_clear() {
     let x = Tensor::randn([2, 16], (Kind::Float, Device::Cpu));
     let tape = stack.forward(&x, opts(Strategy::Reversible, 0)).unwrap();
     assert!(matches!(stack.backward(tape), Err(Error::NoOutputGradient)));
+    // A tape recorded by another (deeper) stack is named as such.
+    let (_vs3, deeper) = mlp_stack(3, &cfg, Kind::Float);
+    let foreign = deeper.forward(&x, opts(Strategy::Reversible, 0)).unwrap();
+    let grad = Tensor::ones([2, 16], (Kind::Float, Device::Cpu));
+    match stack.backward_with(foreign, &grad) {
+        Err(e @ Error::ForeignTape(_)) => assert!(e.to_string().contains("3 layers"), "{e}"),
+        other => panic!("expected ForeignTape, got {:?}", other.err()),
+    }
     let tape = stack.forward(&x, opts(Strategy::Reversible, 0)).unwrap();
     let bad = Tensor::ones([2, 15], (Kind::Float, Device::Cpu));
     assert!(matches!(
