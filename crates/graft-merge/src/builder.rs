@@ -70,16 +70,22 @@ impl MergeConfig {
     /// once, and a base for every method but `linear`. [`crate::engine::run_merge`]
     /// calls it, so a configuration built by hand gets the same errors.
     pub fn validate(&self) -> Result<()> {
+        self.check("<config>")
+    }
+
+    /// [`validate`](Self::validate), naming `origin` (the YAML file) in errors.
+    pub(crate) fn check(&self, origin: &str) -> Result<()> {
         let err = |key: &str, reason: String| Error::Config {
-            origin: "<config>".into(),
+            origin: origin.into(),
             key: key.into(),
             reason,
         };
         if self.models.is_empty() {
             return Err(err("models", "no models to merge".into()));
         }
+        let mut seen = std::collections::HashMap::with_capacity(self.models.len());
         for (i, m) in self.models.iter().enumerate() {
-            if let Some(first) = self.models[..i].iter().position(|o| o.path == m.path) {
+            if let Some(first) = seen.insert(&m.path, i) {
                 return Err(err(
                     &format!("models[{i}].model"),
                     format!(
@@ -92,7 +98,10 @@ impl MergeConfig {
         if self.base_model.is_none() && self.method != Method::Linear {
             return Err(err(
                 "base_model",
-                "this method merges deltas from a base model; set one".into(),
+                format!(
+                    "`{}` merges deltas from a base model; set `base_model`",
+                    self.method.name()
+                ),
             ));
         }
         Ok(())

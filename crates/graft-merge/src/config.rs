@@ -357,31 +357,10 @@ impl MergeConfig {
                 density,
             });
         }
-        if models.is_empty() {
-            return Err(ctx.err("models", "no models to merge"));
-        }
-        let mut seen = std::collections::HashMap::new();
-        for (i, m) in models.iter().enumerate() {
-            if let Some(first) = seen.insert(&m.path, i) {
-                return Err(ctx.err(
-                    &format!("models[{i}].model"),
-                    format!(
-                        "`{}` is already models[{first}]; list each model once",
-                        m.path.display()
-                    ),
-                ));
-            }
-        }
-        if base_model.is_none() && method != Method::Linear {
-            return Err(ctx.err(
-                "base_model",
-                format!("`{method_name}` merges deltas from a base model; set `base_model`"),
-            ));
-        }
         if !scope_set && params.compat == Compat::Paper {
             scope = Scope::Global;
         }
-        Ok(Self {
+        let config = Self {
             method,
             base_model,
             models,
@@ -389,6 +368,8 @@ impl MergeConfig {
             scope,
             dtype,
             out_dtype,
-        })
+        };
+        config.check(origin)?;
+        Ok(config)
     }
 }

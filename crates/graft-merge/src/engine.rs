@@ -18,7 +18,7 @@ pub use crate::codec::{decode_f32, encode_f32};
 use crate::codec::{decode_into, encode_extend, is_float};
 use crate::config::{MergeConfig, Scope};
 use crate::dtype::DType;
-use crate::param::layer_index;
+use crate::param::{layer_count, layer_index};
 use crate::types::Method;
 use crate::{Error, Result};
 use graft_tensor::atomic::StagingDir;
@@ -161,14 +161,15 @@ pub fn run_merge_with_progress(
     let base = open(&base_path)?;
     let models: Vec<Checkpoint> = paths.iter().map(|p| open(p)).collect::<Result<_>>()?;
     let ids: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let base_specs = base.specs()?;
+    let layers = layer_count(base_specs.iter().map(|s| s.name.as_str()));
     let mut warnings = validate(&base, &base_path, &models, &paths, options.copy_unmergeable)?;
-    warnings.extend(degenerate_weights(config, &base)?);
+    warnings.extend(degenerate_weights(config, &base_specs, layers));
     for w in &warnings {
         tracing::warn!("{w}");
     }
 
     let out_dtype = config.out_dtype.or(config.dtype).map(DType::safetensors);
-    let base_specs = base.specs()?;
     let out_specs: Vec<TensorSpec> = base_specs
         .iter()
         .map(|s| TensorSpec {
@@ -180,11 +181,6 @@ pub fn run_merge_with_progress(
             ..s.clone()
         })
         .collect();
-    let layers = base_specs
-        .iter()
-        .filter_map(|s| layer_index(&s.name))
-        .max()
-        .map(|m| m + 1);
 
     let mut metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     metadata.insert("graft.version".into(), env!("CARGO_PKG_VERSION").into());
@@ -673,21 +669,19 @@ fn check_distinct(paths: &[PathBuf]) -> Result<()> {
 /// instead (mergekit's rule), so the result is the raw weighted sum. (TIES
 /// normalises per element over the models that agree with the elected
 /// sign, which no static check can foresee.)
-fn degenerate_weights(config: &MergeConfig, base: &Checkpoint) -> Result<Vec<String>> {
+fn degenerate_weights(
+    config: &MergeConfig,
+    specs: &[TensorSpec],
+    layers: Option<usize>,
+) -> Vec<String> {
     let normalize = match config.method {
         Method::Linear => config.params.normalize.unwrap_or(true),
         Method::TaskArithmetic | Method::DareLinear => config.params.normalize.unwrap_or(false),
         _ => false,
     };
     if !normalize {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    let specs = base.specs()?;
-    let layers = specs
-        .iter()
-        .filter_map(|s| layer_index(&s.name))
-        .max()
-        .map(|m| m + 1);
     let mut hit = Vec::new();
     for spec in specs.iter().filter(|s| is_float(s.dtype)) {
         let layer = layer_index(&spec.name).zip(layers);
@@ -700,13 +694,13 @@ fn degenerate_weights(config: &MergeConfig, base: &Checkpoint) -> Result<Vec<Str
             hit.push(spec.name.as_str());
         }
     }
-    Ok(match hit.as_slice() {
+    match hit.as_slice() {
         [] => Vec::new(),
         [first, ..] => vec![format!(
             "the models' weights sum to 0 for {} tensor(s) (first: `{first}`), so normalize divides by 1 there (mergekit's rule) and writes the raw weighted sum; check the weights",
             hit.len()
         )],
-    })
+    }
 }
 
 /// Every model must hold exactly the base's tensors, with the same shapes

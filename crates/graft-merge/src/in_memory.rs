@@ -5,7 +5,7 @@
 use crate::chunked::{SliceSource, merge_chunked};
 use crate::config::{MergeConfig, Scope};
 use crate::engine::chunk_models;
-use crate::param::layer_index;
+use crate::param::{layer_count, layer_index};
 use crate::types::Method;
 use crate::{Error, Result};
 use graft_tensor::tch::{Kind, Tensor};
@@ -15,7 +15,7 @@ use std::collections::HashMap;
 /// in that order; the configured paths serve only as the models' ids,
 /// which key DARE's random streams) onto `base` as `config` says, tensor by
 /// tensor (`scope: tensor`). Every float tensor of `base` is merged and
-/// returned in its own kind, or in `config.out_dtype`; other tensors are
+/// returned in its own kind, or in `config.out_dtype` (else `config.dtype`), as the file engine writes it; other tensors are
 /// copied when every model holds the same values and refused otherwise.
 ///
 /// Errors name the tensor: missing or extra in a model, another shape or
@@ -58,11 +58,7 @@ pub fn merge_tensors(
             });
         }
     }
-    let layers = base
-        .keys()
-        .filter_map(|n| layer_index(n))
-        .max()
-        .map(|m| m + 1);
+    let layers = layer_count(base.keys().map(String::as_str));
     let mut names: Vec<&String> = base.keys().collect();
     names.sort();
     let mut out = HashMap::with_capacity(base.len());
@@ -150,13 +146,8 @@ fn merge_one(
             Ok(())
         },
     )?;
-    let kind = match config.out_dtype {
-        Some(d) => match d {
-            crate::dtype::DType::F32 => Kind::Float,
-            crate::dtype::DType::F16 => Kind::Half,
-            crate::dtype::DType::BF16 => Kind::BFloat16,
-            crate::dtype::DType::F64 => Kind::Double,
-        },
+    let kind = match config.out_dtype.or(config.dtype) {
+        Some(d) => graft_tensor::dtype::from_safetensors(d.safetensors(), name)?,
         None => base.kind(),
     };
     Ok(Tensor::f_from_slice(&merged)?

@@ -65,6 +65,16 @@ pub fn layer_index(tensor: &str) -> Option<usize> {
         .and_then(|w| w[1].parse().ok())
 }
 
+/// The number of layers of a model with these tensor names: one more than
+/// the largest [`layer_index`] (`None` when no name has one).
+pub fn layer_count<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<usize> {
+    names
+        .into_iter()
+        .filter_map(layer_index)
+        .max()
+        .map(|m| m + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,20 @@
 
 use serde::{Deserialize, Serialize};
 
+impl Method {
+    /// The name mergekit's YAML gives it (`merge_method`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Linear => "linear",
+            Method::TaskArithmetic => "task_arithmetic",
+            Method::Ties => "ties",
+            Method::DareLinear => "dare_linear",
+            Method::DareTies => "dare_ties",
+            Method::Pcb(_) => "pcb",
+        }
+    }
+}
+
 /// A merge method.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
