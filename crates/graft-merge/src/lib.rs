@@ -49,6 +49,7 @@ pub mod rng;
 pub mod search;
 mod sparsify;
 mod types;
+pub mod yaml;
 
 pub use chunked::{ChunkModel, SliceSource, Source, merge_chunked};
 pub use dtype::DType;
