@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use graft_merge::config::MergeConfig;
-use graft_merge::engine::{RunOptions, run_merge_with_progress};
+use graft_merge::files::{RunOptions, run_merge_with_progress};
 use std::path::PathBuf;
 
 /// Arguments of `graft merge`.
@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let mut on_progress = |p: graft_merge::engine::Progress<'_>| {
+    let mut on_progress = |p: graft_merge::files::Progress<'_>| {
         bar.set_length(p.total_bytes);
         bar.set_position(p.done_bytes);
         bar.set_message(p.tensor.to_string());

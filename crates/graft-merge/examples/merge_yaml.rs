@@ -5,8 +5,8 @@
 //! `cargo run --release -p graft-merge --example merge_yaml`
 
 use graft_merge::config::MergeConfig;
-use graft_merge::engine::{RunOptions, run_merge};
-use graft_merge::{Delta, MergeParams, Method, merge, merge_tensors};
+use graft_merge::files::{RunOptions, run_merge};
+use graft_merge::{MergeParams, Method, ModelValues, merge, merge_tensors};
 use graft_tensor::safetensors::{Checkpoint, save};
 use graft_tensor::tch::{Device, Kind, Tensor};
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<()> {
         &Method::TaskArithmetic,
         &params,
         "w",
-        &[Delta::new("a", &d1), Delta::new("b", &d2)],
+        &[ModelValues::new("a", &d1), ModelValues::new("b", &d2)],
     )?;
     println!("task arithmetic delta: {delta:?}");
 

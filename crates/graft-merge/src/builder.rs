@@ -67,7 +67,7 @@ impl MergeConfig {
     }
 
     /// Checks what the YAML reader checks: at least one model, each listed
-    /// once, and a base for every method but `linear`. [`crate::engine::run_merge`]
+    /// once, and a base for every method but `linear`. [`crate::files::run_merge`]
     /// calls it, so a configuration built by hand gets the same errors.
     pub fn validate(&self) -> Result<()> {
         self.check("<config>")

@@ -14,13 +14,11 @@
 //! `slices`, `modules`, `tokenizer_source: union`, other methods — is
 //! refused with the key named, since ignoring it would change the result.
 
-use crate::Result;
 use crate::dtype::DType;
 use crate::param::Param;
 use crate::types::{MergeParams, Method};
-use crate::yaml::{MergekitYaml, Named};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Over what a method's statistics (trim thresholds, PCB quantiles) are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,19 +58,4 @@ pub struct MergeConfig {
     pub dtype: Option<DType>,
     /// The dtype merged float tensors are written in (default: `dtype`, else the base's).
     pub out_dtype: Option<DType>,
-}
-
-impl MergeConfig {
-    /// Reads and validates a YAML file.
-    pub fn from_yaml_file(path: &Path) -> Result<Self> {
-        let text = graft_tensor::input::read_text(path, graft_tensor::input::CONFIG_LIMIT)?;
-        Self::from_yaml(&text, &path.display().to_string())
-    }
-
-    /// Parses and validates YAML text; `origin` names it in errors. The
-    /// dialect is what PyYAML reads for mergekit: a leading byte-order mark
-    /// is ignored and `<<` merge keys are applied.
-    pub fn from_yaml(text: &str, origin: &str) -> Result<Self> {
-        MergeConfig::try_from(Named(MergekitYaml::parse(text, origin)?, origin))
-    }
 }

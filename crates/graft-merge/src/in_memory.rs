@@ -1,10 +1,10 @@
 //! Merging named `tch` tensors held in memory: models trained in the same
 //! program (their `VarStore::variables()`) merge without files, with the
-//! same maths, bit for bit, as [`crate::engine::run_merge`] over checkpoints.
+//! same maths, bit for bit, as [`crate::files::run_merge`] over checkpoints.
 
 use crate::chunked::{SliceSource, merge_chunked};
 use crate::config::{MergeConfig, Scope};
-use crate::engine::chunk_models;
+use crate::files::chunk_models;
 use crate::param::{layer_count, layer_index};
 use crate::types::Method;
 use crate::{Error, Result};
@@ -20,7 +20,7 @@ use std::collections::HashMap;
 ///
 /// Errors name the tensor: missing or extra in a model, another shape or
 /// kind, non-finite values, and `scope: global` (use
-/// [`crate::engine::run_merge`]).
+/// [`crate::files::run_merge`]).
 pub fn merge_tensors(
     config: &MergeConfig,
     base: &HashMap<String, Tensor>,

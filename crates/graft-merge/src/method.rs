@@ -5,37 +5,12 @@
 use crate::chunked::{ChunkModel, SliceSource, Source, merge_chunked};
 use crate::pcb::{pcb_merge, pcb_scores};
 use crate::rng::stable_hash;
-use crate::types::{MergeParams, Method, PcbParams};
+use crate::types::{MergeParams, Method, ModelValues, PcbParams};
 use crate::{Error, Result};
 
-/// One fine-tuned model's values for the segment being merged.
-#[derive(Debug, Clone)]
-pub struct Delta<'a> {
-    /// A stable identifier (its path or name): orders the sum and keys DARE's stream.
-    pub id: String,
-    /// Its weight `w_i` (default 1; negative values subtract a task).
-    pub weight: f32,
-    /// Its density: TIES keep fraction / DARE keep probability (default 1).
-    pub density: f64,
-    /// The fine-tuned values `θ_i` (not the delta), as many as the base.
-    pub values: &'a [f32],
-}
-
-impl<'a> Delta<'a> {
-    /// A model with weight 1 and density 1.
-    pub fn new(id: &str, values: &'a [f32]) -> Self {
-        Self {
-            id: id.into(),
-            weight: 1.0,
-            density: 1.0,
-            values,
-        }
-    }
-}
-
 /// Merges one segment: returns `θ = θ0 + Δ` for `base` (`θ0`) and the
-/// models' values, or, with an empty `base`, the merged delta `Δ` of the
-/// models' values read as deltas.
+/// models' values, or, with no base, the merged delta `Δ` of the models'
+/// values read as deltas.
 ///
 /// Models are summed in a canonical order (by stable hash of their id), so
 /// listing them in another order changes no bit; DARE's masks depend on
@@ -44,16 +19,15 @@ pub fn merge_segment(
     method: &Method,
     params: &MergeParams,
     segment: &str,
-    base: &[f32],
-    models: &[Delta],
+    base: Option<&[f32]>,
+    models: &[ModelValues],
 ) -> Result<Vec<f32>> {
     // The chunked merge with a single chunk is the one implementation (it
     // validates the models).
-    let n = if base.is_empty() {
-        models.first().map_or(0, |m| m.values.len())
-    } else {
-        base.len()
-    };
+    let n = base.map_or_else(
+        || models.first().map_or(0, |m| m.values.len()),
+        <[f32]>::len,
+    );
     let sources: Vec<SliceSource> = models.iter().map(|m| SliceSource(m.values)).collect();
     let chunk_models: Vec<ChunkModel> = models
         .iter()
@@ -65,11 +39,10 @@ pub fn merge_segment(
             source,
         })
         .collect();
-    let base_source = SliceSource(base);
-    let base_arg: Option<&dyn Source> = if base.is_empty() || *method == Method::Linear {
-        None
-    } else {
-        Some(&base_source)
+    let base_source = base.map(SliceSource);
+    let base_arg: Option<&dyn Source> = match &base_source {
+        Some(b) if *method != Method::Linear => Some(b),
+        _ => None,
     };
     let mut out = Vec::with_capacity(n);
     merge_chunked(
@@ -95,15 +68,15 @@ pub fn merge_pcb_in_memory(
     pcb: &PcbParams,
     params: &MergeParams,
     segment: &str,
-    base: &[f32],
-    models: &[Delta],
+    base: Option<&[f32]>,
+    models: &[ModelValues],
 ) -> Result<Vec<f32>> {
     let shapes: Vec<(&str, usize, f32)> = models
         .iter()
         .map(|m| (m.id.as_str(), m.values.len(), m.weight))
         .collect();
-    crate::chunked::check_models(segment, (!base.is_empty()).then_some(base.len()), &shapes)?;
-    let mut models: Vec<&Delta> = models.iter().collect();
+    crate::chunked::check_models(segment, base.map(<[f32]>::len), &shapes)?;
+    let mut models: Vec<&ModelValues> = models.iter().collect();
     models.sort_by(|a, b| {
         stable_hash(&a.id)
             .cmp(&stable_hash(&b.id))
@@ -111,11 +84,12 @@ pub fn merge_pcb_in_memory(
     });
     let n = models[0].values.len();
     let zero;
-    let base_values: &[f32] = if base.is_empty() {
-        zero = vec![0.0f32; n];
-        &zero
-    } else {
-        base
+    let base_values: &[f32] = match base {
+        Some(b) => b,
+        None => {
+            zero = vec![0.0f32; n];
+            &zero
+        }
     };
     let weights: Vec<f32> = models.iter().map(|m| m.weight).collect();
     let deltas: Vec<Vec<f32>> = models
@@ -146,9 +120,9 @@ pub fn merge(
     method: &Method,
     params: &MergeParams,
     segment: &str,
-    deltas: &[Delta],
+    deltas: &[ModelValues],
 ) -> Result<Vec<f32>> {
-    merge_segment(method, params, segment, &[], deltas)
+    merge_segment(method, params, segment, None, deltas)
 }
 
 fn check_finite(segment: &str, out: Vec<f32>) -> Result<Vec<f32>> {

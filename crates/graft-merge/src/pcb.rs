@@ -1,6 +1,6 @@
 //! PCB-merging (Du et al., NeurIPS 2024), spec §4, on one segment.
 
-use crate::types::{InterBalance, PcbParams};
+use crate::types::{InterBalance, ModelValues, PcbParams};
 use crate::{Error, Result};
 
 /// Per model: PCB's clamped deltas `δc_i` and its drop-rescaled scores `s_i`.
@@ -181,18 +181,18 @@ pub struct PcbComponents {
 
 impl PcbComponents {
     /// The parts of `models` (values `θ_i`, deltas taken against `base`;
-    /// an empty `base` means the values are deltas), in the order given.
+    /// with no base the values are deltas), in the order given.
     pub fn new(
         pcb: &PcbParams,
         segment: &str,
-        base: &[f32],
-        models: &[crate::Delta],
+        base: Option<&[f32]>,
+        models: &[ModelValues],
     ) -> Result<Self> {
         let first = models
             .first()
             .ok_or_else(|| Error::NoModels(segment.into()))?;
         let n = first.values.len();
-        if !base.is_empty() && base.len() != n {
+        if let Some(base) = base.filter(|b| b.len() != n) {
             return Err(Error::LengthMismatch {
                 tensor: segment.into(),
                 first: "base".into(),
@@ -212,10 +212,9 @@ impl PcbComponents {
                     got: m.values.len(),
                 });
             }
-            let delta: Vec<f32> = if base.is_empty() {
-                m.values.to_vec()
-            } else {
-                m.values.iter().zip(base).map(|(x, b)| x - b).collect()
+            let delta: Vec<f32> = match base {
+                None => m.values.to_vec(),
+                Some(base) => m.values.iter().zip(base).map(|(x, b)| x - b).collect(),
             };
             if let Some((i, v)) = delta.iter().enumerate().find(|(_, v)| !v.is_finite()) {
                 return Err(Error::NonFinite {

@@ -5,36 +5,26 @@
 use crate::Result;
 use crate::chunked::{One, sparsify_one};
 use crate::rng::stream_key;
-use crate::types::Rescale;
+use crate::types::{DareStream, EmptyTrim, Rescale, TrimRule};
 
 /// Keeps the `floor(density · n)` largest-magnitude entries of `delta` and
 /// zeroes the rest, ties at the threshold broken by ascending index
-/// (`reference_rule`: keep every `|x|` at or above the TIES reference code's
-/// threshold, the `(n − K)`-th smallest `|x|`, instead). `density = 1` keeps
-/// everything; a density outside (0, 1] is an error naming `tensor`. A trim
-/// that would keep nothing keeps the single largest entry with
-/// `at_least_one` (mergekit 0.1.5: `max(1, int(d·n))`) and is an error
-/// without it.
+/// ([`TrimRule::Reference`]: keep every `|x|` at or above the TIES reference
+/// code's threshold, the `(n − K)`-th smallest `|x|`, instead). `density = 1`
+/// keeps everything; a density outside (0, 1] is an error naming `tensor`.
+/// `empty` says what a trim that would keep nothing does.
 pub fn trim(
     tensor: &str,
     delta: &[f32],
     density: f64,
-    reference_rule: bool,
-    at_least_one: bool,
+    rule: TrimRule,
+    empty: EmptyTrim,
 ) -> Result<Vec<f32>> {
-    sparsify_one(
-        tensor,
-        delta,
-        density,
-        One::Trim {
-            reference: reference_rule,
-            at_least_one,
-        },
-    )
+    sparsify_one(tensor, delta, density, One::Trim { rule, empty })
 }
 
 /// DARE: drops each entry with probability `1 − density` (draw `u < 1 − density`
-/// from the counter stream of `(seed, model_id, tensor_hash)`), then rescales
+/// from the counter stream `stream`), then rescales
 /// the kept entries: by `1/density` (the paper), so that the L1 / L2 / L∞
 /// norm matches the unmasked delta's (mergekit's `rescale`, skipped when
 /// either norm is below 1e-7), or not at all. `density ≥ 1` returns `delta`
@@ -44,11 +34,9 @@ pub fn dare(
     delta: &[f32],
     density: f64,
     rescale: Rescale,
-    seed: u64,
-    model_id: u64,
-    tensor_hash: u64,
+    stream: DareStream,
 ) -> Result<Vec<f32>> {
-    let stream = stream_key(seed, model_id, tensor_hash);
+    let stream = stream_key(stream.seed, stream.model, stream.tensor);
     sparsify_one(tensor, delta, density, One::Dare { rescale, stream })
 }
 
@@ -73,13 +61,13 @@ mod tests {
         for keep in 1..values.len() {
             let density = keep as f64 / values.len() as f64;
             assert_eq!(
-                trim("t", &values, density, false, false).unwrap(),
+                trim("t", &values, density, TrimRule::Exact, EmptyTrim::Refuse).unwrap(),
                 by_sorting(&values, keep),
                 "keep {keep}"
             );
         }
         // K = 2 of 10: threshold = 8th smallest |x| = 2.0, so 2.0, −2.0 and 3.0 stay.
-        let reference = trim("t", &values, 0.2, true, false).unwrap();
+        let reference = trim("t", &values, 0.2, TrimRule::Reference, EmptyTrim::Refuse).unwrap();
         assert_eq!(reference.iter().filter(|x| **x != 0.0).count(), 3);
     }
 }

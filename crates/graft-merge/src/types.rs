@@ -84,6 +84,38 @@ pub enum TrimRule {
     Reference,
 }
 
+/// What a TIES trim does when `floor(density · n)` would keep nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmptyTrim {
+    /// Keep the single largest entry (mergekit 0.1.5: `max(1, int(d·n))`).
+    KeepLargest,
+    /// Refuse with [`crate::Error::EmptyTrim`] (the papers' code).
+    Refuse,
+}
+
+impl EmptyTrim {
+    /// mergekit keeps the largest entry; the papers' code has no such floor.
+    pub fn of(compat: Compat) -> Self {
+        match compat {
+            Compat::Mergekit => EmptyTrim::KeepLargest,
+            Compat::Paper => EmptyTrim::Refuse,
+        }
+    }
+}
+
+/// The counter-based random stream of DARE's drops for one model's tensor:
+/// element `j` is dropped when `uniform(key(seed, model, tensor), j) < 1 − density`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DareStream {
+    /// The merge's seed.
+    pub seed: u64,
+    /// The model's stable hash ([`crate::rng::stable_hash`] of its id).
+    pub model: u64,
+    /// The tensor's stable hash.
+    pub tensor: u64,
+}
+
 /// Parameters shared by all methods; `None` means the method's default for the compat mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MergeParams {
@@ -153,3 +185,33 @@ impl Default for PcbParams {
         }
     }
 }
+
+/// One fine-tuned model's values `θ_i` for the segment being merged (the
+/// deltas themselves where a merge has no base).
+#[derive(Debug, Clone)]
+pub struct ModelValues<'a> {
+    /// A stable identifier (its path or name): orders the sum and keys DARE's stream.
+    pub id: String,
+    /// Its weight `w_i` (default 1; negative values subtract a task).
+    pub weight: f32,
+    /// Its density: TIES keep fraction / DARE keep probability (default 1).
+    pub density: f64,
+    /// The fine-tuned values `θ_i` (not the delta), as many as the base.
+    pub values: &'a [f32],
+}
+
+impl<'a> ModelValues<'a> {
+    /// A model with weight 1 and density 1.
+    pub fn new(id: &str, values: &'a [f32]) -> Self {
+        Self {
+            id: id.into(),
+            weight: 1.0,
+            density: 1.0,
+            values,
+        }
+    }
+}
+
+/// The former name of [`ModelValues`], which holds values, not deltas.
+#[deprecated(note = "renamed `ModelValues`: it holds a model's values, not its delta")]
+pub type Delta<'a> = ModelValues<'a>;

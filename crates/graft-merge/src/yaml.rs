@@ -14,7 +14,7 @@ use crate::types::{
 use crate::{Error, Result};
 use serde::{Deserialize, Deserializer};
 use serde_yaml::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const METHODS: &str = "linear, task_arithmetic, ties, dare_linear, dare_ties, pcb";
 
@@ -372,8 +372,10 @@ impl TryFrom<Named<'_>> for MergeConfig {
             }
         }
         let p = &yaml.parameters;
-        let mut params = MergeParams::default();
-        params.normalize = p.normalize;
+        let mut params = MergeParams {
+            normalize: p.normalize,
+            ..MergeParams::default()
+        };
         if let Some(l) = p.lambda {
             params.lambda = ctx.finite("parameters.lambda", l)? as f32;
         }
@@ -463,6 +465,21 @@ impl TryFrom<Named<'_>> for MergeConfig {
     }
 }
 
+impl MergeConfig {
+    /// Reads and validates a YAML file.
+    pub fn from_yaml_file(path: &Path) -> Result<Self> {
+        let text = graft_tensor::input::read_text(path, graft_tensor::input::CONFIG_LIMIT)?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates YAML text; `origin` names it in errors. The
+    /// dialect is what PyYAML reads for mergekit: a leading byte-order mark
+    /// is ignored and `<<` merge keys are applied.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Self> {
+        MergeConfig::try_from(Named(MergekitYaml::parse(text, origin)?, origin))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::Error;
@@ -544,7 +561,7 @@ mod tests {
             ),
             ("- 1".to_string(), "<document>", "mapping"),
             (
-                format!("merge_method: ties\nbase_model: {{repo: x}}\nmodels: [{{model: a}}]"),
+                "merge_method: ties\nbase_model: {repo: x}\nmodels: [{model: a}]".to_string(),
                 "base_model",
                 "hub ids",
             ),

@@ -2,7 +2,7 @@
 
 use graft_merge::chunked::{ChunkModel, SliceSource, Source, merge_chunked};
 use graft_merge::{
-    Compat, Delta, MergeParams, Method, PcbParams, Rescale, TrimRule, merge_segment,
+    Compat, MergeParams, Method, ModelValues, PcbParams, Rescale, TrimRule, merge_segment,
 };
 use graft_tensor::testing::proptest_config;
 use proptest::prelude::*;
@@ -86,9 +86,9 @@ proptest! {
         let xs: Vec<Vec<f32>> = raw[1..].iter().map(|x| x[..n].to_vec()).collect();
         let ids = ["m-a", "m-b", "m-c"];
         for (method, params) in methods() {
-            let base_arg: &[f32] = if method == Method::Linear { &[] } else { &base };
-            let deltas: Vec<Delta> = ids.iter().zip(&xs).zip(&densities)
-                .map(|((id, x), &d)| Delta { id: id.to_string(), weight: 1.0, density: d, values: x })
+            let base_arg: Option<&[f32]> = if method == Method::Linear { None } else { Some(&base) };
+            let deltas: Vec<ModelValues> = ids.iter().zip(&xs).zip(&densities)
+                .map(|((id, x), &d)| ModelValues { id: id.to_string(), weight: 1.0, density: d, values: x })
                 .collect();
             let whole = merge_segment(&method, &params, "layer.w", base_arg, &deltas);
             let sources: Vec<SliceSource> = xs.iter().map(|x| SliceSource(x)).collect();
@@ -136,10 +136,10 @@ proptest! {
         for inter in [graft_merge::InterBalance::Reference, graft_merge::InterBalance::NormalizedSum, graft_merge::InterBalance::Pairwise] {
             let pcb = PcbParams { keep_ratio: keep, clamp_ratio: clamp, inter };
             let params = MergeParams { lambda, ..MergeParams::default() };
-            let deltas: Vec<Delta> = ids.iter().zip(&xs).zip(weights)
-                .map(|((id, x), w)| Delta { id: id.to_string(), weight: w, density: 1.0, values: x })
+            let deltas: Vec<ModelValues> = ids.iter().zip(&xs).zip(weights)
+                .map(|((id, x), w)| ModelValues { id: id.to_string(), weight: w, density: 1.0, values: x })
                 .collect();
-            let whole = graft_merge::merge_pcb_in_memory(&pcb, &params, "layer.w", &base, &deltas).unwrap();
+            let whole = graft_merge::merge_pcb_in_memory(&pcb, &params, "layer.w", Some(&base), &deltas).unwrap();
             let sources: Vec<SliceSource> = xs.iter().map(|x| SliceSource(x)).collect();
             let models: Vec<ChunkModel> = ids.iter().zip(&sources).zip(weights)
                 .map(|((id, src), w)| ChunkModel { id: id.to_string(), weight: w, density: 1.0, source: src })

@@ -3,7 +3,7 @@
 //! file engine writes for the same tensors.
 
 use graft_merge::config::MergeConfig;
-use graft_merge::engine::{RunOptions, run_merge};
+use graft_merge::files::{RunOptions, run_merge};
 use graft_merge::{DType, MergeParams, Method, merge_tensors};
 use graft_tensor::safetensors::Checkpoint;
 use graft_tensor::tch::{Device, Kind, Tensor};

@@ -2,7 +2,8 @@
 
 use graft_merge::rng::{stable_hash, stream_key, uniform};
 use graft_merge::{
-    Compat, Delta, MergeParams, Method, PcbParams, Rescale, dare, merge, merge_segment, pcb_scores,
+    Compat, MergeParams, Method, ModelValues, PcbParams, Rescale, dare, merge, merge_segment,
+    pcb_scores,
 };
 use graft_tensor::testing::proptest_config;
 use proptest::prelude::*;
@@ -22,10 +23,10 @@ fn vecs(n: usize, d: usize) -> impl Strategy<Value = Vec<Vec<f32>>> {
     prop::collection::vec(prop::collection::vec(value(), d), n)
 }
 
-fn named<'a>(xs: &'a [Vec<f32>], density: f64) -> Vec<Delta<'a>> {
+fn named<'a>(xs: &'a [Vec<f32>], density: f64) -> Vec<ModelValues<'a>> {
     xs.iter()
         .enumerate()
-        .map(|(i, x)| Delta {
+        .map(|(i, x)| ModelValues {
             id: format!("m{i}"),
             weight: 1.0,
             density,
@@ -54,8 +55,8 @@ proptest! {
         reversed.reverse();
         let params = MergeParams { seed, ..MergeParams::default() };
         for method in METHODS.iter().cloned().chain([Method::Pcb(PcbParams::default())]) {
-            let a = merge_segment(&method, &params, "w", base, &ms);
-            let b = merge_segment(&method, &params, "w", base, &reversed);
+            let a = merge_segment(&method, &params, "w", Some(base), &ms);
+            let b = merge_segment(&method, &params, "w", Some(base), &reversed);
             match (a, b) {
                 (Ok(a), Ok(b)) => prop_assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{:?}", method),
                 (Err(_), Err(_)) => {}
@@ -67,21 +68,21 @@ proptest! {
     #[test]
     fn one_model_at_full_density_and_unit_weight_is_that_model(x in prop::collection::vec(value(), 1..20), base_seed in 0u32..1000) {
         let base: Vec<f32> = (0..x.len()).map(|i| ((i as u32 * 7 + base_seed) % 17) as f32 * 0.125).collect();
-        let ms = [Delta::new("only", &x)];
+        let ms = [ModelValues::new("only", &x)];
         for method in METHODS {
-            let got = merge_segment(&method, &MergeParams::default(), "w", &base, &ms).unwrap();
+            let got = merge_segment(&method, &MergeParams::default(), "w", Some(&base), &ms).unwrap();
             prop_assert!(got.iter().zip(&x).all(|(a, b)| a.to_bits() == b.to_bits() || (*a == 0.0 && *b == 0.0)), "{:?}: {:?} vs {:?}", method, got, x);
         }
         // λ = 0 gives the base exactly.
         let zero = MergeParams { lambda: 0.0, ..MergeParams::default() };
-        let got = merge_segment(&Method::TaskArithmetic, &zero, "w", &base, &ms).unwrap();
+        let got = merge_segment(&Method::TaskArithmetic, &zero, "w", Some(&base), &ms).unwrap();
         prop_assert_eq!(got, base);
     }
 
     #[test]
     fn a_task_and_its_negation_cancel(delta in prop::collection::vec(value(), 1..20)) {
         let neg: Vec<f32> = delta.iter().map(|x| -x).collect();
-        let ms = [Delta::new("plus", &delta), Delta::new("minus", &neg)];
+        let ms = [ModelValues::new("plus", &delta), ModelValues::new("minus", &neg)];
         let got = merge(&Method::TaskArithmetic, &MergeParams::default(), "w", &ms).unwrap();
         prop_assert!(got.iter().all(|x| *x == 0.0));
     }
@@ -91,13 +92,13 @@ proptest! {
         let d = delta.len();
         let k = (density * d as f64).floor() as usize;
         prop_assume!(k > 0);
-        let trimmed = graft_merge::trim("w", &delta, density, false, false).unwrap();
+        let trimmed = graft_merge::trim("w", &delta, density, graft_merge::TrimRule::Exact, graft_merge::EmptyTrim::Refuse).unwrap();
         let nonzero_in = delta.iter().filter(|x| **x != 0.0).count();
         prop_assert_eq!(trimmed.iter().filter(|x| **x != 0.0).count(), k.min(nonzero_in));
-        let ms = [Delta { id: "a".into(), weight: 1.0, density, values: &delta }];
+        let ms = [ModelValues { id: "a".into(), weight: 1.0, density, values: &delta }];
         let once = merge(&Method::Ties, &MergeParams::default(), "w", &ms).unwrap();
         let doubled: Vec<f32> = delta.iter().map(|x| 2.0 * x).collect();
-        let ms2 = [Delta { id: "a".into(), weight: 1.0, density, values: &doubled }];
+        let ms2 = [ModelValues { id: "a".into(), weight: 1.0, density, values: &doubled }];
         let twice = merge(&Method::Ties, &MergeParams::default(), "w", &ms2).unwrap();
         prop_assert!(once.iter().zip(&twice).all(|(a, b)| 2.0 * a == *b));
     }
@@ -120,10 +121,10 @@ proptest! {
     #[test]
     fn dare_p0_is_identity_p1_is_zero_and_seeds_repeat(delta in prop::collection::vec(value(), 1..30), seed in 0u64..1000) {
         for rescale in [Rescale::InverseKeep, Rescale::L1, Rescale::None] {
-            let same = dare("w", &delta, 1.0, rescale, seed, 1, 2).unwrap();
+            let same = dare("w", &delta, 1.0, rescale, stream(seed, 1, 2)).unwrap();
             prop_assert!(same.iter().zip(&delta).all(|(a, b)| a.to_bits() == b.to_bits()));
-            prop_assert!(dare("w", &delta, 0.0, rescale, seed, 1, 2).unwrap().iter().all(|x| *x == 0.0));
-            prop_assert_eq!(dare("w", &delta, 0.3, rescale, seed, 1, 2).unwrap(), dare("w", &delta, 0.3, rescale, seed, 1, 2).unwrap());
+            prop_assert!(dare("w", &delta, 0.0, rescale, stream(seed, 1, 2)).unwrap().iter().all(|x| *x == 0.0));
+            prop_assert_eq!(dare("w", &delta, 0.3, rescale, stream(seed, 1, 2)).unwrap(), dare("w", &delta, 0.3, rescale, stream(seed, 1, 2)).unwrap());
         }
     }
 
@@ -144,7 +145,14 @@ fn dare_keeps_the_expected_fraction_and_the_expectation() {
     let d = 20_000usize;
     let delta: Vec<f32> = (0..d).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
     let density = 0.3;
-    let kept = dare("w", &delta, density, Rescale::InverseKeep, 7, 11, 13).unwrap();
+    let kept = dare(
+        "w",
+        &delta,
+        density,
+        Rescale::InverseKeep,
+        stream(7, 11, 13),
+    )
+    .unwrap();
     let nonzero_in = delta.iter().filter(|x| **x != 0.0).count() as f64;
     let k = kept.iter().filter(|x| **x != 0.0).count() as f64;
     let z = (k - nonzero_in * density) / (nonzero_in * density * (1.0 - density)).sqrt();
@@ -162,12 +170,18 @@ fn dare_keeps_the_expected_fraction_and_the_expectation() {
     let m = 2000;
     let mean: f64 = (0..m)
         .map(|seed| {
-            dare("w", &small, density, Rescale::InverseKeep, seed, 3, 5)
-                .unwrap()
-                .iter()
-                .zip(&x)
-                .map(|(d, x)| f64::from(*d) * x)
-                .sum::<f64>()
+            dare(
+                "w",
+                &small,
+                density,
+                Rescale::InverseKeep,
+                stream(seed, 3, 5),
+            )
+            .unwrap()
+            .iter()
+            .zip(&x)
+            .map(|(d, x)| f64::from(*d) * x)
+            .sum::<f64>()
         })
         .sum::<f64>()
         / m as f64;
@@ -188,7 +202,7 @@ fn dare_keeps_the_expected_fraction_and_the_expectation() {
     let p = 0.7f64 * 0.7 + 0.3 * 0.3;
     assert!(((agree / n as f64) - p).abs() < 5.0 * (p * (1.0 - p) / n as f64).sqrt());
     // L1 rescale keeps the L1 norm.
-    let l1 = dare("w", &delta, density, Rescale::L1, 1, 2, 3).unwrap();
+    let l1 = dare("w", &delta, density, Rescale::L1, stream(1, 2, 3)).unwrap();
     let (a, b): (f64, f64) = (
         delta.iter().map(|x| f64::from(x.abs())).sum(),
         l1.iter().map(|x| f64::from(x.abs())).sum(),
@@ -204,7 +218,7 @@ fn bad_inputs_are_errors_that_name_the_tensor() {
         &Method::TaskArithmetic,
         &MergeParams::default(),
         "layers.0.w",
-        &[Delta::new("a", &a), Delta::new("b", &b)],
+        &[ModelValues::new("a", &a), ModelValues::new("b", &b)],
     )
     .unwrap_err()
     .to_string();
@@ -214,12 +228,12 @@ fn bad_inputs_are_errors_that_name_the_tensor() {
         &Method::TaskArithmetic,
         &MergeParams::default(),
         "t",
-        &[Delta::new("a", &nan)],
+        &[ModelValues::new("a", &nan)],
     )
     .unwrap_err()
     .to_string();
     assert!(err.contains("non-finite") && err.contains("`a`"), "{err}");
-    let tiny = [Delta {
+    let tiny = [ModelValues {
         id: "a".into(),
         weight: 1.0,
         density: 0.1,
@@ -238,9 +252,9 @@ fn bad_inputs_are_errors_that_name_the_tensor() {
         merge(&Method::Ties, &MergeParams::default(), "t", &tiny).unwrap(),
         vec![0.0, 2.0]
     );
-    let dup = [Delta::new("a", &a), Delta::new("a", &a)];
+    let dup = [ModelValues::new("a", &a), ModelValues::new("a", &a)];
     assert!(merge(&Method::TaskArithmetic, &MergeParams::default(), "t", &dup).is_err());
-    let weighted = [Delta {
+    let weighted = [ModelValues {
         id: "a".into(),
         weight: 0.5,
         density: 1.0,
@@ -265,14 +279,25 @@ fn bad_inputs_are_errors_that_name_the_tensor() {
             }),
             &MergeParams::default(),
             "t",
-            &[Delta::new("a", &a)]
+            &[ModelValues::new("a", &a)]
         )
         .is_err()
     );
     let overflow = [f32::MAX, 0.0];
-    let two = [Delta::new("a", &overflow), Delta::new("b", &overflow)];
+    let two = [
+        ModelValues::new("a", &overflow),
+        ModelValues::new("b", &overflow),
+    ];
     let err = merge(&Method::TaskArithmetic, &MergeParams::default(), "t", &two)
         .unwrap_err()
         .to_string();
     assert!(err.contains("in the result"), "{err}");
+}
+
+fn stream(seed: u64, model: u64, tensor: u64) -> graft_merge::DareStream {
+    graft_merge::DareStream {
+        seed,
+        model,
+        tensor,
+    }
 }

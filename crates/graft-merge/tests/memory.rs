@@ -3,7 +3,7 @@
 //! 160 MiB it reads, in a child process that measures its own peak RSS.
 
 use graft_merge::config::MergeConfig;
-use graft_merge::engine::{RunOptions, run_merge};
+use graft_merge::files::{RunOptions, run_merge};
 use graft_tensor::memory::{peak_rss_in_child, test_args};
 use graft_tensor::safetensors::{Dtype, SafetensorsWriter, TensorSpec};
 use std::collections::HashMap;

@@ -15,7 +15,7 @@
 //!   compared, within 5 standard errors (see [`check_dare`]).
 
 use graft_merge::config::MergeConfig;
-use graft_merge::engine::{RunOptions, decode_f32, run_merge};
+use graft_merge::files::{RunOptions, decode_f32, run_merge};
 use graft_tensor::safetensors::{Checkpoint, Dtype};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

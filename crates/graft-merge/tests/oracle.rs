@@ -2,7 +2,7 @@
 //! mergekit compat; §2 reference TIES; §4 PCB), written here independently.
 
 use graft_merge::rng::{stable_hash, stream_key, uniform};
-use graft_merge::{Compat, Delta, MergeParams, Method, PcbParams, Rescale, merge_segment};
+use graft_merge::{Compat, MergeParams, Method, ModelValues, PcbParams, Rescale, merge_segment};
 use graft_tensor::testing::proptest_config;
 use proptest::prelude::*;
 
@@ -33,11 +33,16 @@ fn ids(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("model-{i}")).collect()
 }
 
-fn models<'a>(ids: &'a [String], xs: &'a [Vec<f32>], w: &[f32], density: f64) -> Vec<Delta<'a>> {
+fn models<'a>(
+    ids: &'a [String],
+    xs: &'a [Vec<f32>],
+    w: &[f32],
+    density: f64,
+) -> Vec<ModelValues<'a>> {
     ids.iter()
         .zip(xs)
         .zip(w)
-        .map(|((id, x), &w)| Delta {
+        .map(|((id, x), &w)| ModelValues {
             id: id.clone(),
             weight: w,
             density,
@@ -146,10 +151,10 @@ proptest! {
         let (xs_c, w_c): (Vec<Vec<f32>>, Vec<f32>) = order.iter().map(|&i| (xs[i].clone(), w[i])).unzip();
         for normalize in [false, true] {
             let params = MergeParams { lambda, normalize: Some(normalize), ..MergeParams::default() };
-            let got = merge_segment(&Method::TaskArithmetic, &params, "t", &base, &ms).unwrap();
+            let got = merge_segment(&Method::TaskArithmetic, &params, "t", Some(&base), &ms).unwrap();
             close(&got, &oracle_mergekit(&base, &deltas64(&base, &xs_c), &w_c, false, normalize, f64::from(lambda)), scale(&xs, &base))?;
         }
-        let lin = merge_segment(&Method::Linear, &MergeParams::default(), "t", &base, &ms).unwrap();
+        let lin = merge_segment(&Method::Linear, &MergeParams::default(), "t", Some(&base), &ms).unwrap();
         let zero = vec![0.0f32; base.len()];
         let raw: Vec<Vec<f64>> = xs_c.iter().map(|x| x.iter().map(|&v| f64::from(v)).collect()).collect();
         close(&lin, &oracle_mergekit(&zero, &raw, &w_c, false, true, 1.0), scale(&xs, &base))?;
@@ -173,7 +178,7 @@ proptest! {
             out
         }).collect();
         let w_c: Vec<f32> = order.iter().map(|&i| w[i]).collect();
-        let got = merge_segment(&Method::Ties, &MergeParams::default(), "t", &base, &ms).unwrap();
+        let got = merge_segment(&Method::Ties, &MergeParams::default(), "t", Some(&base), &ms).unwrap();
         close(&got, &oracle_mergekit(&base, &sparse, &w_c, true, true, 1.0), scale(&xs, &base))?;
     }
 
@@ -200,7 +205,7 @@ proptest! {
             }).collect();
             let params = MergeParams { rescale: Some(rescale), seed, ..MergeParams::default() };
             let method = if ties { Method::DareTies } else { Method::DareLinear };
-            let got = merge_segment(&method, &params, "layer.w", &base, &ms).unwrap();
+            let got = merge_segment(&method, &params, "layer.w", Some(&base), &ms).unwrap();
             close(&got, &oracle_mergekit(&base, &sparse, &w_c, ties, false, 1.0), scale(&xs, &base) * 20.0)?;
         }
     }
@@ -215,9 +220,9 @@ fn reference_ties_follows_the_papers_code_on_a_worked_example() {
         [-2.0f32, -4.0, 0.5],
         [1.0f32, 0.0, -6.0],
     );
-    let ms: Vec<Delta> = [("a", &a[..]), ("b", &b[..]), ("c", &c[..])]
+    let ms: Vec<ModelValues> = [("a", &a[..]), ("b", &b[..]), ("c", &c[..])]
         .iter()
-        .map(|(id, v)| Delta {
+        .map(|(id, v)| ModelValues {
             id: id.to_string(),
             weight: 1.0,
             density: 2.0 / 3.0,
@@ -240,7 +245,7 @@ fn pcb_matches_a_hand_computation_for_one_model() {
     // |1.0|'s; s = (β − t)/(M − t) is positive only above it: d − 1 − 2 = 1 entry,
     // |−2.0|, with s = 1, so Δ there is λ·δc = −2 and 0 elsewhere.
     let d = [0.5f32, -2.0, 1.0, 0.1];
-    let ms = [Delta::new("only", &d)];
+    let ms = [ModelValues::new("only", &d)];
     let params = MergeParams {
         lambda: 1.0,
         ..MergeParams::default()
@@ -257,7 +262,7 @@ fn pcb_matches_a_hand_computation_for_one_model() {
 #[test]
 fn mergekit_ties_elects_plus_on_a_zero_vote_and_weights_vote() {
     let (a, b) = ([1.0f32], [-1.0f32]);
-    let ms = [Delta::new("a", &a), Delta::new("b", &b)];
+    let ms = [ModelValues::new("a", &a), ModelValues::new("b", &b)];
     // Σ D = 0: mergekit elects +1, keeps `a`, normalises by its weight.
     assert_eq!(
         graft_merge::merge(&Method::Ties, &MergeParams::default(), "t", &ms).unwrap(),
@@ -265,13 +270,13 @@ fn mergekit_ties_elects_plus_on_a_zero_vote_and_weights_vote() {
     );
     // Weights enter the vote (mergekit issue #474): 0.5·1 − 2·1 < 0 elects −1.
     let weighted = [
-        Delta {
+        ModelValues {
             id: "a".into(),
             weight: 0.5,
             density: 1.0,
             values: &a,
         },
-        Delta {
+        ModelValues {
             id: "b".into(),
             weight: 2.0,
             density: 1.0,
@@ -288,7 +293,7 @@ fn mergekit_ties_elects_plus_on_a_zero_vote_and_weights_vote() {
         ..MergeParams::default()
     };
     let (c, d) = ([1.0f32, 2.0], [-1.0f32, 1.0]);
-    let ms = [Delta::new("c", &c), Delta::new("d", &d)];
+    let ms = [ModelValues::new("c", &c), ModelValues::new("d", &d)];
     // γ = [0, +] → majority + → element 0 keeps `c`'s 1.0; element 1 mean of 2 and 1.
     assert_eq!(
         graft_merge::merge(&Method::Ties, &paper, "t", &ms).unwrap(),

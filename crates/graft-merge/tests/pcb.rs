@@ -3,7 +3,7 @@
 
 use graft_merge::search::{EsConfig, maximize};
 use graft_merge::{
-    Delta, InterBalance, MergeParams, Method, PcbComponents, PcbParams, merge, pcb_scores,
+    InterBalance, MergeParams, Method, ModelValues, PcbComponents, PcbParams, merge, pcb_scores,
 };
 use serde_json::Value;
 
@@ -52,10 +52,10 @@ fn pcb_matches_the_numpy_reference_for_every_inter_balancing_variant() {
         for (i, (got, want)) in scores.iter().zip(matrix(&case["scores"])).enumerate() {
             close(got, &want, 1e-4, &format!("{what} scores {i}"));
         }
-        let ms: Vec<Delta> = deltas
+        let ms: Vec<ModelValues> = deltas
             .iter()
             .enumerate()
-            .map(|(i, d)| Delta::new(&format!("m{i}"), d))
+            .map(|(i, d)| ModelValues::new(&format!("m{i}"), d))
             .collect();
         let merged = merge(&Method::Pcb(params), &MergeParams::default(), "w", &ms).unwrap();
         let want: Vec<f32> = case["merged"]
@@ -66,7 +66,7 @@ fn pcb_matches_the_numpy_reference_for_every_inter_balancing_variant() {
             .collect();
         close(&merged, &want, 1e-4, &format!("{what} merged"));
         // The cached parts give the same Δ for λ = 1.
-        let parts = PcbComponents::new(&params, "w", &[], &ms).unwrap();
+        let parts = PcbComponents::new(&params, "w", None, &ms).unwrap();
         close(
             &parts.combine(&vec![1.0; ms.len()]).unwrap(),
             &want,
@@ -84,17 +84,17 @@ fn pcb_components_scale_linearly_and_match_the_weighted_merge() {
         keep_ratio: 0.5,
         ..PcbParams::default()
     };
-    let ms = [Delta::new("a", &a), Delta::new("b", &b)];
-    let parts = PcbComponents::new(&params, "w", &[], &ms).unwrap();
+    let ms = [ModelValues::new("a", &a), ModelValues::new("b", &b)];
+    let parts = PcbComponents::new(&params, "w", None, &ms).unwrap();
     assert_eq!(parts.ids(), ["a", "b"]);
     let weighted = [
-        Delta {
+        ModelValues {
             weight: 1.3,
-            ..Delta::new("a", &a)
+            ..ModelValues::new("a", &a)
         },
-        Delta {
+        ModelValues {
             weight: 0.7,
-            ..Delta::new("b", &b)
+            ..ModelValues::new("b", &b)
         },
     ];
     let direct = merge(

@@ -10,7 +10,9 @@
 //! averaged over the 4 tasks and over data seeds.
 
 use crate::search::EsConfig;
-use crate::{Compat, Delta, MergeParams, Method, PcbComponents, PcbParams, Rescale, merge_segment};
+use crate::{
+    Compat, MergeParams, Method, ModelValues, PcbComponents, PcbParams, Rescale, merge_segment,
+};
 use graft_nn::data::{Dataset, digits};
 use graft_nn::experiment::{Claim, ExperimentContext, Outcome};
 use graft_nn::models::{MlpConfig, ModelConfig, build, varstore_tensors};
@@ -181,17 +183,17 @@ impl Trained {
     /// The merged delta (λ = 1) of the four tasks.
     fn delta(&self, method: &Method, params: &MergeParams, density: f64) -> AnyResult<Vec<f32>> {
         let ids = ["task0", "task1", "task2", "task3"];
-        let deltas: Vec<Delta> = ids
+        let deltas: Vec<ModelValues> = ids
             .iter()
             .zip(&self.tasks)
-            .map(|(id, v)| Delta {
+            .map(|(id, v)| ModelValues {
                 id: id.to_string(),
                 weight: 1.0,
                 density,
                 values: v,
             })
             .collect();
-        let merged = merge_segment(method, params, "__global__", &self.base_flat, &deltas)?;
+        let merged = merge_segment(method, params, "__global__", Some(&self.base_flat), &deltas)?;
         Ok(merged
             .iter()
             .zip(&self.base_flat)
@@ -329,10 +331,10 @@ fn run_setting(ctx: &ExperimentContext, s: &Setting) -> AnyResult<Row> {
         .unwrap_or(0.1);
     row.per_method.insert("PCB", best_pcb);
     let ids = ["task0", "task1", "task2", "task3"];
-    let models: Vec<Delta> = ids
+    let models: Vec<ModelValues> = ids
         .iter()
         .zip(&tr.tasks)
-        .map(|(id, v)| Delta::new(id, v))
+        .map(|(id, v)| ModelValues::new(id, v))
         .collect();
     let parts = PcbComponents::new(
         &PcbParams {
@@ -340,7 +342,7 @@ fn run_setting(ctx: &ExperimentContext, s: &Setting) -> AnyResult<Row> {
             ..PcbParams::default()
         },
         "__global__",
-        &tr.base_flat,
+        Some(&tr.base_flat),
         &models,
     )?;
     let es = EsConfig {
@@ -415,9 +417,11 @@ fn run_setting(ctx: &ExperimentContext, s: &Setting) -> AnyResult<Row> {
                 &delta,
                 1.0 - drop,
                 rescale,
-                derive_seed(s.seed, name),
-                t as u64,
-                0,
+                crate::DareStream {
+                    seed: derive_seed(s.seed, name),
+                    model: t as u64,
+                    tensor: 0,
+                },
             )?;
             let flat = tr.at(&dropped, 1.0);
             unflatten(&mut tr.eval_vs, &flat);

@@ -1,8 +1,8 @@
 //! The checkpoint engine: YAML in, safetensors out, equal to the in-memory maths.
 
 use graft_merge::config::MergeConfig;
-use graft_merge::engine::{RunOptions, decode_f32, run_merge};
-use graft_merge::{Delta, merge_segment};
+use graft_merge::files::{RunOptions, decode_f32, run_merge};
+use graft_merge::{ModelValues, merge_segment};
 use graft_tensor::safetensors::{Checkpoint, INDEX_FILE, save, save_sharded};
 use graft_tensor::tch::{Device, Kind, Tensor};
 use std::collections::HashMap;
@@ -146,21 +146,21 @@ fn checkpoint_merge_equals_the_in_memory_maths_tensor_by_tensor() {
         let base = read_all(&fx.root.join("base"));
         for (i, name) in NAMES[..3].iter().enumerate() {
             let layer = if i < 2 { Some((i, 2)) } else { None };
-            let deltas: Vec<Delta> = config
+            let deltas: Vec<ModelValues> = config
                 .models
                 .iter()
                 .zip(&inputs)
-                .map(|(m, v)| Delta {
+                .map(|(m, v)| ModelValues {
                     id: m.path.display().to_string(),
                     weight: m.weight.resolve(name, layer).unwrap() as f32,
                     density: m.density.resolve(name, layer).unwrap(),
                     values: &v[*name],
                 })
                 .collect();
-            let base_arg: &[f32] = if config.method == graft_merge::Method::Linear {
-                &[]
+            let base_arg: Option<&[f32]> = if config.method == graft_merge::Method::Linear {
+                None
             } else {
-                &base[*name]
+                Some(&base[*name])
             };
             let expect =
                 merge_segment(&config.method, &config.params, name, base_arg, &deltas).unwrap();
@@ -473,19 +473,25 @@ dtype: float32
             .iter()
             .map(|m| flat_in_order(&fx.root.join(m)))
             .collect();
-        let deltas: Vec<Delta> = ["ft1", "ft2", "ft3"]
+        let deltas: Vec<ModelValues> = ["ft1", "ft2", "ft3"]
             .iter()
             .zip(&values)
             .zip([0.3, 0.5, 0.2])
-            .map(|((m, v), density)| Delta {
+            .map(|((m, v), density)| ModelValues {
                 id: format!("{root}/{m}"),
                 weight,
                 density,
                 values: v,
             })
             .collect();
-        let expect =
-            merge_segment(&config.method, &config.params, "__global__", &base, &deltas).unwrap();
+        let expect = merge_segment(
+            &config.method,
+            &config.params,
+            "__global__",
+            Some(&base),
+            &deltas,
+        )
+        .unwrap();
         for chunk in [1usize, 5, 23, 1 << 20] {
             let out = fx.root.join(format!("g{chunk}{}", extra.len()));
             let opts = RunOptions {

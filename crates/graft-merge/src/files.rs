@@ -1,4 +1,4 @@
-//! The merge engine over safetensors checkpoints: reads the base and the
+//! Merging checkpoint files: reads the base and the
 //! models one tensor at a time (memory-mapped), merges each float tensor with
 //! [`crate::chunked::merge_chunked`], streams the result into a sharded safetensors
 //! directory built beside the output and renamed into place at the end.
