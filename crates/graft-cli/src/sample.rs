@@ -164,7 +164,7 @@ fn write_samples(
     let svg = dir.join("samples.svg");
     match image_side(x.size()[1]).filter(|_| images) {
         Some(side) => image_grid_svg(&svg, title, x, reference, side)?,
-        None => graft_diffusion::scatter::scatter_svg(&svg, title, x, reference)?,
+        None => scatter_svg(&svg, title, x, reference)?,
     }
     staging.commit()?;
     Ok(())
@@ -177,9 +177,8 @@ fn image_side(dim: i64) -> Option<i64> {
     (dim >= 16 && side * side == dim).then_some(side)
 }
 
-/// Writes an SVG grid of up to 64 samples as `side × side` gray images (black
-/// = the smallest shown value, white = the largest), each beside its
-/// reference row (e.g. the condition) when one is given.
+/// Writes an SVG grid of up to 64 samples as `side × side` gray images,
+/// each beside its reference row (e.g. the condition) when one is given.
 fn image_grid_svg(
     path: &std::path::Path,
     title: &str,
@@ -197,56 +196,42 @@ fn image_grid_svg(
         )?)
     };
     let mut panels = vec![rows(x)?];
+    let mut title = title.to_string();
     if let Some(r) = reference.filter(|r| r.size() == x.size()) {
         panels.insert(0, rows(r)?);
+        title.push_str(" (left: condition, right: sample)");
     }
-    let finite = panels.iter().flatten().copied().filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-        (a.min(v), b.max(v))
-    });
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let (cell, gap, per_row) = (4i64, 6i64, 8i64);
-    let img = side * cell;
-    let group = panels.len() as i64 * img + (panels.len() as i64 - 1) * 2 + gap;
-    let (width, height) = (
-        per_row * group + gap,
-        40 + (shown + per_row - 1) / per_row * (img + gap) + gap,
-    );
-    let title = if panels.len() > 1 {
-        format!("{title} (left: condition, right: sample)")
-    } else {
-        title.to_string()
-    };
-    let esc = title
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" shape-rendering=\"crispEdges\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{gap}\" y=\"24\" font-family=\"sans-serif\" font-size=\"14\">{esc}</text>\n"
-    );
-    let d = (side * side) as usize;
-    for i in 0..shown as usize {
-        let (gx, gy) = (
-            gap + (i as i64 % per_row) * group,
-            40 + (i as i64 / per_row) * (img + gap),
-        );
-        for (p, panel) in panels.iter().enumerate() {
-            let ox = gx + p as i64 * (img + 2);
-            for (j, &v) in panel[i * d..(i + 1) * d].iter().enumerate() {
-                let g = if v.is_finite() {
-                    (((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8
-                } else {
-                    0
-                };
-                let (cx, cy) = (ox + (j as i64 % side) * cell, gy + (j as i64 / side) * cell);
-                svg.push_str(&format!(
-                    "<rect x=\"{cx}\" y=\"{cy}\" width=\"{cell}\" height=\"{cell}\" fill=\"rgb({g},{g},{g})\"/>\n"
-                ));
-            }
+    let panels: Vec<&[f64]> = panels.iter().map(Vec::as_slice).collect();
+    graft_nn::plot::image_grid(path, &title, &panels, shown as usize, side as usize)?;
+    Ok(())
+}
+
+/// Writes an SVG scatter of the samples' first two coordinates over the
+/// reference samples' (a 1-D sample is drawn on the line y = 0).
+fn scatter_svg(
+    path: &std::path::Path,
+    title: &str,
+    x: &Tensor,
+    reference: Option<&Tensor>,
+) -> Result<()> {
+    let points = |t: &Tensor| -> Result<Vec<(f64, f64)>> {
+        let cols = t.size().get(1).copied().unwrap_or(0);
+        if t.dim() != 2 || cols < 1 {
+            bail!(
+                "cannot plot samples of shape {:?}: expected [n, d]",
+                t.size()
+            );
         }
-    }
-    svg.push_str("</svg>\n");
-    graft_tensor::atomic::write_atomic(path, svg.as_bytes())?;
+        let xy = if cols >= 2 {
+            t.narrow(1, 0, 2)
+        } else {
+            Tensor::cat(&[t.shallow_clone(), t.zeros_like()], 1)
+        };
+        let v = Vec::<f64>::try_from(xy.to_kind(Kind::Double).contiguous().view([-1]))?;
+        Ok(v.chunks(2).map(|c| (c[0], c[1])).collect())
+    };
+    let reference = reference.map(points).transpose()?.unwrap_or_default();
+    graft_nn::plot::scatter(path, title, "x[0]", "x[1]", &points(x)?, &reference)?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@
 //! - [`grid`], [`noise`]: step grids and noise sources.
 //! - [`gmm`]: the exact Gaussian-mixture oracle; [`metrics`]: sample-quality metrics.
 //! - [`learned`]: a small MLP denoiser trained with `tch` (spec §7.6); [`saved`]: its files
-//!   (`config.json` + `model.safetensors`) for `graft sample --model`; [`scatter`]: SVG scatter plots.
+//!   (`config.json` + `model.safetensors`) for `graft sample --model`.
 //! - [`experiments`]: the `diffusion` reproduction and its built-in problems.
 //!
 //! User guide and measured results: `docs/diffusion.md`.
@@ -33,6 +33,5 @@ pub mod problems;
 pub mod process;
 pub mod samplers;
 pub mod saved;
-pub mod scatter;
 
 pub use error::{Error, Result};

@@ -36,7 +36,7 @@ pub mod experiment;
 #[cfg(feature = "experiments")]
 pub mod experiments;
 pub mod models;
-#[cfg(feature = "experiments")]
+#[cfg(feature = "plot")]
 pub mod plot;
 pub mod train;
 
