@@ -3,6 +3,7 @@
 
 use crate::process::Process;
 use crate::{Error, Result};
+use graft_tensor::tch::Tensor;
 
 /// How to place `steps + 1` times between `t_start` (noisy) and `t_end` (clean).
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +67,39 @@ pub fn check_decreasing(grid: &[f64]) -> Result<()> {
             return Err(Error::NotMonotone {
                 index: i,
                 grid: grid.to_vec(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The checks at every sampler's entry: a strictly decreasing grid
+/// ([`check_decreasing`]), a floating-point start state of rank ≥ 1, and a
+/// process mean μ (if any) that broadcasts to the state's shape, so that a
+/// wrong shape is an [`Error::ShapeMismatch`] and never a libtorch abort.
+pub fn check_start(process: &dyn Process, x: &Tensor, grid: &[f64]) -> Result<()> {
+    check_decreasing(grid)?;
+    let xs = x.size();
+    if xs.is_empty() || !x.is_floating_point() {
+        return Err(Error::ShapeMismatch {
+            what: "sampler start state [n, ...] of floats",
+            expected: vec![-1, -1],
+            actual: xs,
+        });
+    }
+    if let Some(mu) = process.mu() {
+        let ms = mu.size();
+        let fits = ms.len() <= xs.len()
+            && ms
+                .iter()
+                .rev()
+                .zip(xs.iter().rev())
+                .all(|(m, x)| *m == 1 || m == x);
+        if !fits {
+            return Err(Error::ShapeMismatch {
+                what: "process mean μ against the start state (μ must broadcast to it)",
+                expected: xs,
+                actual: ms,
             });
         }
     }

@@ -165,3 +165,42 @@ fn user_noise_that_runs_out_or_has_the_wrong_shape_is_refused() {
     );
     assert!(matches!(err, Err(Error::ShapeMismatch { .. })), "{err:?}");
 }
+
+#[test]
+fn a_start_state_that_does_not_fit_the_process_mean_is_an_error_for_every_sampler() {
+    use graft_diffusion::samplers::{EdmHeun, EulerMaruyama, EulerOde, PredictorCorrector};
+    // μ of dimension 2; start states of dimension 3, of rank 0 and of integers.
+    let p = cosine(1.0, Some(t2(&[vec![0.5, -0.5]])));
+    let g = Gmm::new(vec![1.0], t2(&[vec![0.1, 0.2]]), vec![0.3]).unwrap();
+    let m = oracle(&g, p.clone(), Parameterization::Noise);
+    let grid = StepGrid::UniformT.times(&*p, 4, 1.0, 1e-3).unwrap();
+    let samplers: Vec<Box<dyn Sampler>> = vec![
+        Box::new(EulerMaruyama),
+        Box::new(EulerOde),
+        Box::new(Posterior),
+        Box::new(Mrs::ode(2, Form::Data)),
+        Box::new(Mrs::sde(2, Form::Noise)),
+        Box::new(DpmSolverSingle {
+            order: 2,
+            form: Form::Data,
+        }),
+        Box::new(EdmHeun::default()),
+        Box::new(PredictorCorrector::default()),
+    ];
+    let bad = [
+        randn(&mut rng(0), 4, 3),
+        Tensor::from(1.0f64),
+        Tensor::from_slice(&[1i64, 2, 3, 4]).view([2, 2]),
+    ];
+    for s in &samplers {
+        for x in &bad {
+            let err = s.sample(&*p, &m, x, &grid, &mut SeededNoise::new(0));
+            assert!(
+                matches!(err, Err(Error::ShapeMismatch { .. })),
+                "{}: {:?} gave {err:?}",
+                s.name(),
+                x.size()
+            );
+        }
+    }
+}

@@ -3,7 +3,7 @@
 
 use super::{Sampler, Stats};
 use crate::Result;
-use crate::grid::check_decreasing;
+use crate::grid::check_start;
 use crate::integrator::{Step, posterior_step};
 use crate::model::{Evaluator, Model};
 use crate::noise::NoiseSource;
@@ -30,7 +30,7 @@ fn euler(
     grid: &[f64],
     noise: Option<&mut dyn NoiseSource>,
 ) -> Result<(Tensor, Stats)> {
-    check_decreasing(grid)?;
+    check_start(process, x, grid)?;
     let ev = Evaluator::new(process, model);
     let mut y = centered(process, x);
     let mut noise = noise;
@@ -101,7 +101,7 @@ impl Sampler for Posterior {
         grid: &[f64],
         noise: &mut dyn NoiseSource,
     ) -> Result<(Tensor, Stats)> {
-        check_decreasing(grid)?;
+        check_start(process, x, grid)?;
         let ev = Evaluator::new(process, model);
         let mut y = centered(process, x);
         for w in grid.windows(2) {

@@ -88,6 +88,23 @@ pub struct Chains {
 }
 
 impl Dlg {
+    /// [`Dlg::check`], the chains' states against the process
+    /// ([`crate::grid::check_start`]) and one level per chain.
+    fn check_chains(&self, process: &dyn Process, chains: &Chains) -> Result<()> {
+        self.check()?;
+        crate::grid::check_start(process, &chains.x, &self.levels)?;
+        let rows = chains.x.size()[0];
+        if chains.level.len() as i64 != rows || chains.level.iter().any(|&l| l >= self.levels.len())
+        {
+            return Err(Error::ShapeMismatch {
+                what: "DLG chain levels (one valid level index per chain)",
+                expected: vec![rows],
+                actual: vec![chains.level.len() as i64],
+            });
+        }
+        Ok(())
+    }
+
     fn check(&self) -> Result<()> {
         crate::grid::check_decreasing(&self.levels)?;
         if !(self.eta > 0.0) || self.n_skip == 0 {
@@ -181,7 +198,7 @@ impl Dlg {
         noise: &mut dyn NoiseSource,
         rng: &mut ChaCha8Rng,
     ) -> Result<usize> {
-        self.check()?;
+        self.check_chains(process, chains)?;
         let ev = Evaluator::new(process, model);
         for _ in 0..iterations {
             self.iterate(&ev, post, chains, noise, rng)?;
@@ -230,7 +247,7 @@ impl Dlg {
         rng: &mut ChaCha8Rng,
     ) -> Result<(Tensor, Stats)> {
         let tweedie = self.tweedie;
-        self.check()?;
+        self.check_chains(process, chains)?;
         if let Some(t) = tweedie {
             process.check_t(t)?;
             if !(process.sigma(t) > 0.0) {

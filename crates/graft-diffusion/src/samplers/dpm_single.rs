@@ -2,7 +2,7 @@
 //! on centered `y = x − μ` so they serve mean-reverting processes too.
 
 use super::{Sampler, Stats};
-use crate::grid::check_decreasing;
+use crate::grid::check_start;
 use crate::integrator::{Form, phi_data, phi_noise};
 use crate::model::{Evaluator, Model};
 use crate::noise::NoiseSource;
@@ -140,7 +140,7 @@ impl Sampler for DpmSolverSingle {
                 max: 3,
             });
         }
-        check_decreasing(grid)?;
+        check_start(process, x, grid)?;
         let ev = Evaluator::new(process, model);
         let mut y = centered(process, x);
         for w in grid.windows(2) {

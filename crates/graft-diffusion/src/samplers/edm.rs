@@ -4,7 +4,7 @@
 
 use super::{Sampler, Stats};
 use crate::Result;
-use crate::grid::check_decreasing;
+use crate::grid::check_start;
 use crate::model::{Evaluator, Model};
 use crate::noise::NoiseSource;
 use crate::process::{Process, centered, uncentered};
@@ -79,7 +79,7 @@ impl Sampler for EdmHeun {
         grid: &[f64],
         noise: &mut dyn NoiseSource,
     ) -> Result<(Tensor, Stats)> {
-        check_decreasing(grid)?;
+        check_start(process, x, grid)?;
         let ev = Evaluator::new(process, model);
         let n = grid.len();
         // levels (σ̂, t); the final zero has no time.

@@ -3,7 +3,7 @@
 //! σ∞ = 1 these are DPM-Solver(++)-2M/3M and SDE-DPM-Solver(++)-2M.
 
 use super::{Sampler, Stats};
-use crate::grid::check_decreasing;
+use crate::grid::check_start;
 use crate::integrator::{Form, Step, ThirdOrder, multistep_update};
 use crate::model::{Evaluator, Model, Thresholding};
 use crate::noise::NoiseSource;
@@ -107,7 +107,7 @@ impl Mrs {
         history: &[Tensor],
         noise: &mut dyn NoiseSource,
     ) -> Result<(Tensor, Stats)> {
-        check_decreasing(grid)?;
+        check_start(process, x_k, grid)?;
         let k = history.len();
         if k + 1 >= grid.len() {
             return Err(Error::Config(format!(
