@@ -131,3 +131,38 @@ fn merging_in_memory_equals_the_file_engine_bit_for_bit() {
         .to_string();
     assert!(err.contains("position_ids"), "{err}");
 }
+
+/// Tensors on `device` merge to the same bits as on the CPU, and come back
+/// on the base's device.
+fn merging_device_tensors_equals_the_cpu_merge(device: Device) {
+    let _rng = graft_tensor::testing::rng_lock();
+    let on = |m: &HashMap<String, Tensor>| -> HashMap<String, Tensor> {
+        m.iter()
+            .map(|(k, t)| (k.clone(), t.to_device(device)))
+            .collect()
+    };
+    let (base, a, b) = (
+        tensors(1, Kind::Float),
+        tensors(2, Kind::Float),
+        tensors(3, Kind::Float),
+    );
+    let config = MergeConfig::new(Method::Ties, Some("base".into()))
+        .model("a", 0.7)
+        .density(0.5)
+        .model("b", 0.4);
+    let cpu = merge_tensors(&config, &base, &[&a, &b]).unwrap();
+    let dev = merge_tensors(&config, &on(&base), &[&on(&a), &on(&b)]).unwrap();
+    for (name, t) in &cpu {
+        assert_eq!(dev[name].device(), device, "{name}");
+        assert!(
+            dev[name].to_device(Device::Cpu).equal(t),
+            "`{name}` differs"
+        );
+    }
+}
+
+graft_tensor::test_device!(
+    merging_device_tensors_equals_the_cpu_merge,
+    device_merge_cpu,
+    device_merge_cuda
+);
