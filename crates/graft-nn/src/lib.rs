@@ -5,10 +5,14 @@
 //!   `tch::nn` with stable `VarStore` names, saved and loaded as safetensors;
 //! - [`data`]: the [`Dataset`] type (seeded shuffles, splits, batches) and
 //!   loaders for the 8x8 digits and MNIST 5k;
+//! - [`layers`]: the [`layers::LayerFactory`] a model builds its layers
+//!   through, so that graft-peft can put adaptable layers in their place;
 //! - [`train`]: a classifier training loop reporting progress through a
 //!   callback and `tracing`, and evaluation;
+//! - with the `plot` feature: [`plot`], graft's one SVG writer (line
+//!   charts, scatter plots, image grids);
 //! - with the `experiments` feature: [`experiment`] (results, claims and
-//!   plots for `graft reproduce`), [`plot`] (SVG line plots) and
+//!   plots for `graft reproduce`) and
 //!   [`experiments`] (the experiments that live here, `baselines`).
 //!
 //! ```no_run
@@ -35,6 +39,7 @@ mod error;
 pub mod experiment;
 #[cfg(feature = "experiments")]
 pub mod experiments;
+pub mod layers;
 pub mod models;
 #[cfg(feature = "plot")]
 pub mod plot;

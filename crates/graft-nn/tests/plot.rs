@@ -18,9 +18,14 @@ fn image_grid_draws_every_pixel_on_one_gray_scale() {
         .map(|(i, _)| &svg[i + 7..i + 13])
         .collect();
     // The background plus 2 images × 2 panels × 4 pixels.
-    assert!(grays.contains(&"000000") && grays.contains(&"FFFFFF"), "{grays:?}");
+    assert!(
+        grays.contains(&"000000") && grays.contains(&"FFFFFF"),
+        "{grays:?}"
+    );
     assert!(grays.len() > 16, "{}", grays.len());
-    let err = image_grid(&path, "t", &[&a[..3]], 2, 2).unwrap_err().to_string();
+    let err = image_grid(&path, "t", &[&a[..3]], 2, 2)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("grid.svg") && err.contains("2x2"), "{err}");
 }
 
@@ -28,7 +33,15 @@ fn image_grid_draws_every_pixel_on_one_gray_scale() {
 fn scatter_skips_non_finite_points_and_refuses_none() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.svg");
-    scatter(&path, "s", "x", "y", &[(0.0, 1.0), (f64::NAN, 2.0)], &[(1.0, 1.0)]).unwrap();
+    scatter(
+        &path,
+        "s",
+        "x",
+        "y",
+        &[(0.0, 1.0), (f64::NAN, 2.0)],
+        &[(1.0, 1.0)],
+    )
+    .unwrap();
     assert!(std::fs::read_to_string(&path).unwrap().contains("<circle"));
     let err = scatter(&path, "s", "x", "y", &[(f64::INFINITY, 0.0)], &[])
         .unwrap_err()

@@ -1,0 +1,204 @@
+//! [`Layers`]: the adaptable layers of one model. A model built through it
+//! (it is a [`LayerFactory`]) gets layers that behave as tch's until an
+//! adapter is added; [`crate::PeftModel`] finds them here by path.
+
+use crate::layer::{BaseLayer, ConvGeometry, LayerKind};
+use crate::wrapped::AdaptedLayer;
+use crate::{Error, Result};
+use graft_nn::layers::LayerFactory;
+use graft_tensor::tch::{Tensor, nn};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A layer shared by the model (which calls it) and the registry.
+pub(crate) type Shared = Arc<Mutex<AdaptedLayer>>;
+
+/// The adaptable layers of a model, by path; cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    layers: Arc<Mutex<BTreeMap<String, Shared>>>,
+    train: Arc<AtomicBool>,
+}
+
+impl Layers {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `base` at `path` and returns the layer the model calls.
+    pub fn register(&self, path: &str, base: BaseLayer) -> Result<AdaptableLayer> {
+        let mut map = self.lock();
+        if map.contains_key(path) {
+            return Err(Error::Unsupported {
+                layer: path.into(),
+                what: "a layer is already registered at this path".into(),
+            });
+        }
+        let shared: Shared = Arc::new(Mutex::new(AdaptedLayer::new(path, base)));
+        map.insert(path.into(), shared.clone());
+        Ok(AdaptableLayer {
+            layer: shared,
+            train: self.train.clone(),
+        })
+    }
+
+    /// The paths of the registered layers, sorted.
+    pub fn paths(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// The layer at `path`.
+    pub(crate) fn get(&self, path: &str) -> Option<Shared> {
+        self.lock().get(path).cloned()
+    }
+
+    /// Every layer, by path.
+    pub(crate) fn all(&self) -> Vec<(String, Shared)> {
+        self.lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Training mode (dropout on) for every layer called through the
+    /// `nn::Module` interface.
+    pub fn set_train(&self, train: bool) {
+        self.train.store(train, Ordering::Relaxed);
+    }
+
+    /// Whether the layers are in training mode.
+    pub fn is_train(&self) -> bool {
+        self.train.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Shared>> {
+        self.layers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn path_of(p: &nn::Path) -> String {
+        p.components().collect::<Vec<_>>().join(".")
+    }
+
+    fn build(&self, p: &nn::Path, base: BaseLayer) -> Box<dyn nn::Module> {
+        let path = Self::path_of(p);
+        match self.register(&path, base) {
+            Ok(layer) => Box::new(layer),
+            // tch's own constructors panic on a name taken twice too.
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+impl LayerFactory for Layers {
+    fn linear(&self, p: &nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Box<dyn nn::Module> {
+        let l = nn::linear(
+            p,
+            in_dim,
+            out_dim,
+            nn::LinearConfig {
+                bias,
+                ..Default::default()
+            },
+        );
+        self.build(
+            p,
+            BaseLayer {
+                kind: LayerKind::Linear,
+                conv: ConvGeometry::default(),
+                weight: l.ws,
+                bias: l.bs,
+            },
+        )
+    }
+
+    fn conv1d_gpt2(&self, p: &nn::Path, in_dim: i64, out_dim: i64) -> Box<dyn nn::Module> {
+        let l = graft_nn::layers::Gpt2Conv1D::new(p, in_dim, out_dim);
+        self.build(
+            p,
+            BaseLayer {
+                kind: LayerKind::Conv1D,
+                conv: ConvGeometry::default(),
+                weight: l.weight,
+                bias: Some(l.bias),
+            },
+        )
+    }
+
+    fn conv2d(
+        &self,
+        p: &nn::Path,
+        in_dim: i64,
+        out_dim: i64,
+        kernel: i64,
+        config: nn::ConvConfig,
+    ) -> Box<dyn nn::Module> {
+        let c = nn::conv2d(p, in_dim, out_dim, kernel, config);
+        self.build(
+            p,
+            BaseLayer {
+                kind: LayerKind::Conv2d,
+                conv: ConvGeometry {
+                    stride: config.stride,
+                    padding: config.padding,
+                    dilation: config.dilation,
+                    groups: config.groups,
+                },
+                weight: c.ws,
+                bias: c.bs,
+            },
+        )
+    }
+
+    fn embedding(&self, p: &nn::Path, num: i64, dim: i64) -> Box<dyn nn::Module> {
+        let e = nn::embedding(p, num, dim, Default::default());
+        self.build(
+            p,
+            BaseLayer {
+                kind: LayerKind::Embedding,
+                conv: ConvGeometry::default(),
+                weight: e.ws,
+                bias: None,
+            },
+        )
+    }
+}
+
+/// A layer the model calls: its base layer plus whatever adapters are
+/// active on it.
+#[derive(Debug, Clone)]
+pub struct AdaptableLayer {
+    layer: Shared,
+    train: Arc<AtomicBool>,
+}
+
+impl AdaptableLayer {
+    /// The output for `x`; a shape error is an `Err` naming the layer.
+    pub fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.try_forward_t(x, self.train.load(Ordering::Relaxed))
+    }
+
+    /// [`try_forward`](Self::try_forward) in training mode or not.
+    pub fn try_forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let layer = self.layer.lock().unwrap_or_else(|p| p.into_inner());
+        layer.forward(x, train).map_err(|e| match e {
+            Error::BadInput { what, reason } => Error::BadInput {
+                what: format!("`{}`: {what}", layer.name),
+                reason,
+            },
+            other => other,
+        })
+    }
+}
+
+/// Training mode (dropout) follows [`Layers::set_train`].
+impl nn::Module for AdaptableLayer {
+    /// Panics on a bad input as tch's layers do; [`AdaptableLayer::try_forward`] does not.
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        match self.try_forward(xs) {
+            Ok(y) => y,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
