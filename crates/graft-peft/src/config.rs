@@ -310,7 +310,10 @@ impl LoraConfig {
             return Err(err("r", format!("rank {} must be at least 1", self.r)));
         }
         if !self.lora_alpha.is_finite() {
-            return Err(err("lora_alpha", format!("{} is not finite", self.lora_alpha)));
+            return Err(err(
+                "lora_alpha",
+                format!("{} is not finite", self.lora_alpha),
+            ));
         }
         if !(0.0..1.0).contains(&self.lora_dropout) {
             return Err(err(
@@ -328,7 +331,10 @@ impl LoraConfig {
         }
         for (k, a) in &self.alpha_pattern {
             if !a.is_finite() {
-                return Err(err(&format!("alpha_pattern.{k}"), format!("{a} is not finite")));
+                return Err(err(
+                    &format!("alpha_pattern.{k}"),
+                    format!("{a} is not finite"),
+                ));
             }
         }
         if let InitLora::Named(name) = &self.init_lora_weights {
@@ -352,7 +358,9 @@ impl LoraConfig {
                 if !neutral {
                     return Err(err(
                         k,
-                        format!("is set to {v}; graft-peft does not implement it, and ignoring it would change the adapter"),
+                        format!(
+                            "is set to {v}; graft-peft does not implement it, and ignoring it would change the adapter"
+                        ),
                     ));
                 }
             } else if !INFORMATIONAL.contains(&k.as_str()) {

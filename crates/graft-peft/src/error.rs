@@ -92,7 +92,9 @@ pub enum Error {
         keys: Vec<String>,
     },
     /// `safe_merge` found a non-finite merged weight.
-    #[error("merging adapter `{adapter}` into `{layer}` gives non-finite weights; nothing was merged")]
+    #[error(
+        "merging adapter `{adapter}` into `{layer}` gives non-finite weights; nothing was merged"
+    )]
     NonFinite {
         /// The layer's path.
         layer: String,

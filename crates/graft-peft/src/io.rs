@@ -160,7 +160,8 @@ impl PeftModel {
                         read(&format!("{path}.lora_B.bias"), &mut used)?
                     };
                     let magnitude = read(&format!("{path}.lora_magnitude_vector"), &mut used)?;
-                    if config.use_dora && magnitude.is_none() && g.base.kind != LayerKind::Embedding {
+                    if config.use_dora && magnitude.is_none() && g.base.kind != LayerKind::Embedding
+                    {
                         missing.push(format!("{KEY_PREFIX}{path}.lora_magnitude_vector"));
                     }
                     let (Some(a), Some(b)) = (a, b) else {
@@ -169,7 +170,9 @@ impl PeftModel {
                         continue;
                     };
                     let (r, alpha) = rank_and_alpha(&config, &path)?;
-                    let lora = Lora::from_tensors(&g.base, &path, a, b, b_bias, magnitude, alpha, &config)?;
+                    let lora = Lora::from_tensors(
+                        &g.base, &path, a, b, b_bias, magnitude, alpha, &config,
+                    )?;
                     if lora.r != r {
                         tracing::warn!(layer = %path, file = r, tensors = lora.r, "the rank of the tensors differs from the configuration's; the tensors' is used");
                     }
@@ -182,7 +185,10 @@ impl PeftModel {
                         Some(w) => {
                             if w.size() != g.base.weight.size() {
                                 return Err(Error::Shape {
-                                    what: format!("`{KEY_PREFIX}{path}.weight` in {}", weights.display()),
+                                    what: format!(
+                                        "`{KEY_PREFIX}{path}.weight` in {}",
+                                        weights.display()
+                                    ),
                                     expected: g.base.weight.size(),
                                     got: w.size(),
                                 });

@@ -45,7 +45,13 @@ pub struct Lora {
 impl Lora {
     /// A new adapter of rank `r` and `α = alpha` on `base` (the layer at
     /// `layer`), initialised as `config.init_lora_weights` says.
-    pub fn new(base: &BaseLayer, layer: &str, r: i64, alpha: f64, config: &LoraConfig) -> Result<Self> {
+    pub fn new(
+        base: &BaseLayer,
+        layer: &str,
+        r: i64,
+        alpha: f64,
+        config: &LoraConfig,
+    ) -> Result<Self> {
         let unsupported = |what: String| Error::Unsupported {
             layer: layer.into(),
             what,
@@ -76,6 +82,12 @@ impl Lora {
                 base.kind
             )));
         }
+        if config.use_dora && base.conv.groups > 1 {
+            return Err(unsupported(format!(
+                "DoRA needs the merged weight's norms, and a LoRA on a convolution with {} groups has no merged weight (its update mixes groups)",
+                base.conv.groups
+            )));
+        }
         if config.use_dora && config.lora_bias {
             return Err(unsupported("lora_bias cannot be combined with DoRA".into()));
         }
@@ -88,7 +100,9 @@ impl Lora {
         let embedding = base.kind == LayerKind::Embedding;
         let (a, b) = match (&config.init_lora_weights, embedding) {
             // PEFT: embeddings reverse the roles (A = 0, B ~ N(0, 1)).
-            (InitLora::Flag(true) | InitLora::Named(_), true) => (zeros(&a_shape)?, normal(&b_shape, 1.0)?),
+            (InitLora::Flag(true) | InitLora::Named(_), true) => {
+                (zeros(&a_shape)?, normal(&b_shape, 1.0)?)
+            }
             (InitLora::Flag(true), false) => (uniform(&a_shape, fan_a)?, zeros(&b_shape)?),
             (InitLora::Named(n), false) if n == "gaussian" => {
                 (normal(&a_shape, 1.0 / r as f64)?, zeros(&b_shape)?)
@@ -99,7 +113,9 @@ impl Lora {
                 )));
             }
             (InitLora::Flag(false), true) => (normal(&a_shape, 1.0)?, normal(&b_shape, 1.0)?),
-            (InitLora::Flag(false), false) => (uniform(&a_shape, fan_a)?, uniform(&b_shape, b_shape[1])?),
+            (InitLora::Flag(false), false) => {
+                (uniform(&a_shape, fan_a)?, uniform(&b_shape, b_shape[1])?)
+            }
         };
         let b_bias = if config.lora_bias {
             Some(match config.init_lora_weights {
@@ -123,7 +139,10 @@ impl Lora {
         };
         if config.use_dora {
             // m starts at the row norms of W + ΔW, so DoRA starts as LoRA.
-            let v = base.weight.to_kind(Kind::Float).f_add(&lora.delta_weight(base)?)?;
+            let v = base
+                .weight
+                .to_kind(Kind::Float)
+                .f_add(&lora.delta_weight(base)?)?;
             lora.magnitude = Some(row_norms(&v)?.detach().set_requires_grad(true));
         }
         Ok(lora)
@@ -162,7 +181,11 @@ impl Lora {
                     got: got.size(),
                 })
             } else {
-                Ok(got.to_kind(Kind::Float).to_device(want.device()).detach().set_requires_grad(true))
+                Ok(got
+                    .to_kind(Kind::Float)
+                    .to_device(want.device())
+                    .detach()
+                    .set_requires_grad(true))
             }
         };
         let (sa, sb) = suffixes(base.kind);
@@ -228,9 +251,9 @@ impl Lora {
             x.shallow_clone()
         };
         let y = match base.kind {
-            LayerKind::Linear | LayerKind::Conv1D => {
-                x.f_linear::<&Tensor>(&self.a, None)?.f_linear(&self.b, self.b_bias.as_ref())?
-            }
+            LayerKind::Linear | LayerKind::Conv1D => x
+                .f_linear::<&Tensor>(&self.a, None)?
+                .f_linear(&self.b, self.b_bias.as_ref())?,
             LayerKind::Conv2d => {
                 let c = base.conv;
                 x.f_conv2d::<&Tensor>(
@@ -241,18 +264,27 @@ impl Lora {
                     [c.dilation, c.dilation],
                     1,
                 )?
-                .f_conv2d(&self.b, self.b_bias.as_ref(), [1, 1], [0, 0], [1, 1], c.groups)?
+                .f_conv2d(
+                    &self.b,
+                    self.b_bias.as_ref(),
+                    [1, 1],
+                    [0, 0],
+                    [1, 1],
+                    c.groups,
+                )?
             }
-            LayerKind::Embedding => {
-                Tensor::f_embedding(&self.a.f_tr()?, &x, -1, false, false)?.f_matmul(&self.b.f_tr()?)?
-            }
+            LayerKind::Embedding => Tensor::f_embedding(&self.a.f_tr()?, &x, -1, false, false)?
+                .f_matmul(&self.b.f_tr()?)?,
         };
         Ok(y * s)
     }
 
     /// DoRA's `g = m / ‖W + ΔW‖` per output, the norm detached.
     fn dora_scale(&self, base: &BaseLayer, m: &Tensor) -> Result<Tensor> {
-        let v = base.weight.to_kind(Kind::Float).f_add(&self.delta_weight(base)?.detach())?;
+        let v = base
+            .weight
+            .to_kind(Kind::Float)
+            .f_add(&self.delta_weight(base)?.detach())?;
         Ok(m.f_div(&row_norms(&v)?.detach())?)
     }
 }

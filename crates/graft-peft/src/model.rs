@@ -84,7 +84,10 @@ impl PeftModel {
 
     /// The configuration of adapter `name`.
     pub fn config(&self, name: &str) -> Option<&LoraConfig> {
-        self.adapters.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+        self.adapters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c)
     }
 
     /// The active adapters, in order.
@@ -168,7 +171,7 @@ impl PeftModel {
             let guard = layer.lock().unwrap_or_else(|p| p.into_inner());
             match select(&config, path, guard.base.kind)? {
                 Selection::Target => {
-                    if let Some(l) = make(&guard, &config)? {
+                    if let Some(l) = make(&guard, &config).map_err(|e| guard.named(e))? {
                         plan.push((layer.clone(), Some(l)));
                     }
                 }
@@ -383,7 +386,10 @@ impl PeftModel {
                 }
             }
             if let Some(c) = g.copy(name) {
-                out.push((format!("{KEY_PREFIX}{path}.weight"), c.weight.shallow_clone()));
+                out.push((
+                    format!("{KEY_PREFIX}{path}.weight"),
+                    c.weight.shallow_clone(),
+                ));
                 if let Some(b) = &c.bias {
                     out.push((format!("{KEY_PREFIX}{path}.bias"), b.shallow_clone()));
                 }
@@ -404,7 +410,8 @@ impl PeftModel {
         for name in &self.active {
             if let Ok(ts) = self.tensors(name) {
                 for (key, t) in ts {
-                    let var = format!("{name}/{}", key.trim_start_matches(KEY_PREFIX)).replace('.', "/");
+                    let var =
+                        format!("{name}/{}", key.trim_start_matches(KEY_PREFIX)).replace('.', "/");
                     let _ = root.add(&var, t, true);
                 }
             }

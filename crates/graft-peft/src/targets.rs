@@ -80,11 +80,16 @@ pub fn select(config: &LoraConfig, name: &str, kind: LayerKind) -> Result<Select
     if let Some(saved) = &config.modules_to_save {
         if saved.iter().any(|m| has_segment(name, m)) {
             // The module itself is saved; layers inside it are left alone.
-            return Ok(if saved.iter().any(|m| name == m || name.ends_with(&format!(".{m}"))) {
-                Selection::Saved
-            } else {
-                Selection::Skip
-            });
+            return Ok(
+                if saved
+                    .iter()
+                    .any(|m| name == m || name.ends_with(&format!(".{m}")))
+                {
+                    Selection::Saved
+                } else {
+                    Selection::Skip
+                },
+            );
         }
     }
     // 3./4. target_modules.
@@ -158,10 +163,25 @@ mod tests {
         };
         let cases: Vec<(LoraConfig, &str, LayerKind, Selection)> = vec![
             // List: exact name or `.`-boundary suffix.
-            (cfg(list(&["query"])), "encoder.layer.0.attention.self.query", Linear, Target),
+            (
+                cfg(list(&["query"])),
+                "encoder.layer.0.attention.self.query",
+                Linear,
+                Target,
+            ),
             (cfg(list(&["query"])), "query", Linear, Target),
-            (cfg(list(&["query"])), "encoder.layer.0.attention.self.myquery", Linear, Skip),
-            (cfg(list(&["self.query"])), "encoder.layer.0.attention.self.query", Linear, Target),
+            (
+                cfg(list(&["query"])),
+                "encoder.layer.0.attention.self.myquery",
+                Linear,
+                Skip,
+            ),
+            (
+                cfg(list(&["self.query"])),
+                "encoder.layer.0.attention.self.query",
+                Linear,
+                Target,
+            ),
             (cfg(list(&["conv"])), "gconv", Conv2d, Skip),
             // A string is a full-match regular expression.
             (cfg(pat(r".*\.query")), "a.query", Linear, Target),
@@ -174,46 +194,60 @@ mod tests {
             (cfg(pat("all-linear")), "lm_head", Linear, Skip),
             (cfg(pat("all-linear")), "classifier", Linear, Target),
             (
-                with(cfg(pat("all-linear")), &|c| c.task_type = Some("SEQ_CLS".into())),
+                with(cfg(pat("all-linear")), &|c| {
+                    c.task_type = Some("SEQ_CLS".into())
+                }),
                 "classifier",
                 Linear,
                 Skip,
             ),
             // exclude_modules: list suffix or full-match regex, before targets.
             (
-                with(cfg(list(&["fc"])), &|c| c.exclude_modules = Some(list(&["blocks.1.fc"]))),
+                with(cfg(list(&["fc"])), &|c| {
+                    c.exclude_modules = Some(list(&["blocks.1.fc"]))
+                }),
                 "blocks.1.fc",
                 Linear,
                 Skip,
             ),
             (
-                with(cfg(list(&["fc"])), &|c| c.exclude_modules = Some(pat(r"blocks\.1\..*"))),
+                with(cfg(list(&["fc"])), &|c| {
+                    c.exclude_modules = Some(pat(r"blocks\.1\..*"))
+                }),
                 "blocks.0.fc",
                 Linear,
                 Target,
             ),
             // modules_to_save wins over targets; layers inside it are left alone.
             (
-                with(cfg(list(&["head", "fc"])), &|c| c.modules_to_save = Some(vec!["head".into()])),
+                with(cfg(list(&["head", "fc"])), &|c| {
+                    c.modules_to_save = Some(vec!["head".into()])
+                }),
                 "head",
                 Linear,
                 Saved,
             ),
             (
-                with(cfg(list(&["fc"])), &|c| c.modules_to_save = Some(vec!["head".into()])),
+                with(cfg(list(&["fc"])), &|c| {
+                    c.modules_to_save = Some(vec!["head".into()])
+                }),
                 "head.fc",
                 Linear,
                 Skip,
             ),
             // layers_to_transform with and without layers_pattern.
             (
-                with(cfg(list(&["q"])), &|c| c.layers_to_transform = Some(OneOrMany::One(1))),
+                with(cfg(list(&["q"])), &|c| {
+                    c.layers_to_transform = Some(OneOrMany::One(1))
+                }),
                 "model.layers.1.attn.q",
                 Linear,
                 Target,
             ),
             (
-                with(cfg(list(&["q"])), &|c| c.layers_to_transform = Some(OneOrMany::Many(vec![0, 2]))),
+                with(cfg(list(&["q"])), &|c| {
+                    c.layers_to_transform = Some(OneOrMany::Many(vec![0, 2]))
+                }),
                 "model.layers.1.attn.q",
                 Linear,
                 Skip,
@@ -229,7 +263,9 @@ mod tests {
             ),
             // No index found: no match.
             (
-                with(cfg(list(&["fc"])), &|c| c.layers_to_transform = Some(OneOrMany::One(0))),
+                with(cfg(list(&["fc"])), &|c| {
+                    c.layers_to_transform = Some(OneOrMany::One(0))
+                }),
                 "blocks.0.fc",
                 Linear,
                 Skip,

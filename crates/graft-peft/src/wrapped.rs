@@ -89,7 +89,8 @@ impl AdaptedLayer {
         }
     }
 
-    fn named(&self, e: Error) -> Error {
+    /// `e`, naming this layer where it names none.
+    pub(crate) fn named(&self, e: Error) -> Error {
         match e {
             Error::Unsupported { layer, what } if layer.is_empty() => Error::Unsupported {
                 layer: self.name.clone(),
@@ -106,9 +107,8 @@ impl AdaptedLayer {
 
     /// Adds a trainable copy of the whole layer for adapter `name` (`modules_to_save`).
     pub fn add_copy(&mut self, name: &str) -> Result<()> {
-        let copy = |t: &Tensor| -> Result<Tensor> {
-            Ok(t.f_detach()?.copy().set_requires_grad(true))
-        };
+        let copy =
+            |t: &Tensor| -> Result<Tensor> { Ok(t.f_detach()?.copy().set_requires_grad(true)) };
         self.copies.insert(
             name.into(),
             BaseLayer {
@@ -222,7 +222,8 @@ impl AdaptedLayer {
             let finite = |t: &Tensor| -> Result<bool> {
                 Ok(t.f_isfinite()?.f_all()?.f_int64_value(&[])? == 1)
             };
-            if !finite(&merged.weight)? || merged.bias.as_ref().map(finite).transpose()? == Some(false)
+            if !finite(&merged.weight)?
+                || merged.bias.as_ref().map(finite).transpose()? == Some(false)
             {
                 return Err(Error::NonFinite {
                     layer: self.name.clone(),

@@ -11,7 +11,15 @@ use graft_tensor::tch::{Device, Kind, Tensor, nn, nn::Module};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-const MODULES: [&str; 7] = ["emb", "blocks.0.fc", "blocks.1.fc", "proj", "conv", "gconv", "head"];
+const MODULES: [&str; 7] = [
+    "emb",
+    "blocks.0.fc",
+    "blocks.1.fc",
+    "proj",
+    "conv",
+    "gconv",
+    "head",
+];
 /// The bar: PEFT's own tests allow 1e-4 (and 0.3 absolute for conv LoRA).
 const TOL: f64 = 1e-5;
 
@@ -46,8 +54,14 @@ fn net() -> Net {
         groups,
         ..Default::default()
     };
-    modules.insert("conv".into(), layers.conv2d(&(&root / "conv"), 3, 6, 3, conv(1, 2, 2, 1)));
-    modules.insert("gconv".into(), layers.conv2d(&(&root / "gconv"), 4, 8, 3, conv(2, 1, 1, 2)));
+    modules.insert(
+        "conv".into(),
+        layers.conv2d(&(&root / "conv"), 3, 6, 3, conv(1, 2, 2, 1)),
+    );
+    modules.insert(
+        "gconv".into(),
+        layers.conv2d(&(&root / "gconv"), 4, 8, 3, conv(2, 1, 1, 2)),
+    );
     modules.insert("head".into(), layers.linear(&(&root / "head"), 16, 4, true));
     let base = Checkpoint::open(fixtures().join("base.safetensors")).unwrap();
     let vars = vs.variables();
@@ -135,7 +149,10 @@ fn merges_equal_peft_and_unmerge_restores_every_bit() {
     // PEFT refuses to merge a grouped conv's LoRA, and so does graft: the
     // whole merge is refused and nothing changes.
     let err = peft.merge(Some(&["default"]), false).unwrap_err();
-    assert!(matches!(&err, Error::Unsupported { layer, .. } if layer == "gconv"), "{err}");
+    assert!(
+        matches!(&err, Error::Unsupported { layer, .. } if layer == "gconv"),
+        "{err}"
+    );
     for (k, v) in weights(&net) {
         assert!(v.equal(&before[&k]), "`{k}` changed by a refused merge");
     }
@@ -202,18 +219,35 @@ fn what_graft_writes_has_peft_keys_and_reads_back_bit_for_bit() {
     peft.save_pretrained(&out, &OutputRules::new()).unwrap();
     for sub in ["", "second"] {
         let ours = Checkpoint::open(out.join(sub).join("adapter_model.safetensors")).unwrap();
-        let theirs = Checkpoint::open(fixtures().join("adapters").join(sub).join("adapter_model.safetensors")).unwrap();
+        let theirs = Checkpoint::open(
+            fixtures()
+                .join("adapters")
+                .join(sub)
+                .join("adapter_model.safetensors"),
+        )
+        .unwrap();
         assert_eq!(ours.names(), theirs.names(), "keys of `{sub}`");
         for k in ours.names() {
-            assert!(ours.tensor(k).unwrap().equal(&theirs.tensor(k).unwrap()), "`{k}` changed");
+            assert!(
+                ours.tensor(k).unwrap().equal(&theirs.tensor(k).unwrap()),
+                "`{k}` changed"
+            );
         }
-        assert_eq!(ours.metadata().get("format").map(String::as_str), Some("pt"));
+        assert_eq!(
+            ours.metadata().get("format").map(String::as_str),
+            Some("pt")
+        );
         let config: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(out.join(sub).join("adapter_config.json")).unwrap(),
         )
         .unwrap();
         assert_eq!(config["peft_type"], "LORA");
-        assert!(config["peft_version"].as_str().unwrap().starts_with("graft-peft "));
+        assert!(
+            config["peft_version"]
+                .as_str()
+                .unwrap()
+                .starts_with("graft-peft ")
+        );
     }
     // A fresh model reading graft's files gives the same outputs, bit for bit.
     let mut net2 = self::net();
@@ -224,13 +258,19 @@ fn what_graft_writes_has_peft_keys_and_reads_back_bit_for_bit() {
         peft2.set_adapter(&active).unwrap();
         for m in MODULES {
             let x = want.tensor(&format!("input.{m}")).unwrap();
-            assert!(net.modules[m].forward(&x).equal(&net2.modules[m].forward(&x)), "{m}");
+            assert!(
+                net.modules[m]
+                    .forward(&x)
+                    .equal(&net2.modules[m].forward(&x)),
+                "{m}"
+            );
         }
     }
     // Writing again over it needs force (graft's output rules).
     let err = peft.save_pretrained(&out, &OutputRules::new()).unwrap_err();
     assert!(err.to_string().contains("saved"), "{err}");
-    peft.save_pretrained(&out, &OutputRules::new().force(true)).unwrap();
+    peft.save_pretrained(&out, &OutputRules::new().force(true))
+        .unwrap();
     // For the reverse check in Python (`check_graft_adapter.py`, README).
     if let Some(keep) = std::env::var_os("GRAFT_PEFT_KEEP") {
         peft.save_pretrained(Path::new(&keep), &OutputRules::new().force(true))
@@ -244,30 +284,66 @@ fn key_mismatches_are_named_and_lenient_loading_warns_instead() {
     let dir = tmp.path().join("broken");
     std::fs::create_dir_all(&dir).unwrap();
     let src = fixtures().join("adapters");
-    std::fs::copy(src.join("adapter_config.json"), dir.join("adapter_config.json")).unwrap();
+    std::fs::copy(
+        src.join("adapter_config.json"),
+        dir.join("adapter_config.json"),
+    )
+    .unwrap();
     let file = Checkpoint::open(src.join("adapter_model.safetensors")).unwrap();
     let tensors: Vec<(String, Tensor)> = file
         .names()
         .iter()
-        .map(|k| (k.replace("proj.lora_A", "proj.lora_a"), file.tensor(k).unwrap()))
+        .map(|k| {
+            (
+                k.replace("proj.lora_A", "proj.lora_a"),
+                file.tensor(k).unwrap(),
+            )
+        })
         .collect();
-    graft_tensor::safetensors::save(dir.join("adapter_model.safetensors"), tensors, &Default::default()).unwrap();
+    graft_tensor::safetensors::save(
+        dir.join("adapter_model.safetensors"),
+        tensors,
+        &Default::default(),
+    )
+    .unwrap();
     let mut net = net();
     let mut peft = PeftModel::new(&mut net.vs, &net.layers);
-    let err = peft.load_adapter(&dir, "default", LoadOptions::default()).unwrap_err().to_string();
-    assert!(err.contains("base_model.model.proj.lora_A.weight") && err.contains("missing"), "{err}");
-    assert!(peft.adapter_names().is_empty(), "a failed load adds nothing");
-    peft.load_adapter(&dir, "default", LoadOptions { strict: false }).unwrap();
+    let err = peft
+        .load_adapter(&dir, "default", LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("base_model.model.proj.lora_A.weight") && err.contains("missing"),
+        "{err}"
+    );
+    assert!(
+        peft.adapter_names().is_empty(),
+        "a failed load adds nothing"
+    );
+    peft.load_adapter(&dir, "default", LoadOptions { strict: false })
+        .unwrap();
     // The broken layer got no adapter; the others did.
     let x = Tensor::randn([3, 16], (Kind::Float, Device::Cpu));
     let y = net.modules["proj"].forward(&x);
-    let base = peft.with_adapters_disabled(|| net.modules["proj"].forward(&x)).unwrap();
+    let base = peft
+        .with_adapters_disabled(|| net.modules["proj"].forward(&x))
+        .unwrap();
     assert!(y.equal(&base));
     // A pickle file is refused with the way out.
     let pickle = tmp.path().join("pickle");
     std::fs::create_dir_all(&pickle).unwrap();
-    std::fs::copy(src.join("adapter_config.json"), pickle.join("adapter_config.json")).unwrap();
+    std::fs::copy(
+        src.join("adapter_config.json"),
+        pickle.join("adapter_config.json"),
+    )
+    .unwrap();
     std::fs::write(pickle.join("adapter_model.bin"), b"\x80\x02}q\x00.").unwrap();
-    let err = peft.load_adapter(&pickle, "p", LoadOptions::default()).unwrap_err().to_string();
-    assert!(err.contains("adapter_model.bin") && err.contains("safetensors"), "{err}");
+    let err = peft
+        .load_adapter(&pickle, "p", LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("adapter_model.bin") && err.contains("safetensors"),
+        "{err}"
+    );
 }
