@@ -44,4 +44,9 @@ pub trait Adapter: Debug + Send {
 
     /// Multiplies the scale by `factor` (PEFT's `set_scale` uses `factor · α / r`).
     fn set_scale_factor(&mut self, factor: f64);
+
+    /// The adapter as LoRA, if it is one (for combinations).
+    fn as_lora(&self) -> Option<&crate::lora::Lora> {
+        None
+    }
 }

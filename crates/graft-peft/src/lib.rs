@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod adapter;
+pub mod combine;
 pub mod config;
 mod error;
 pub mod io;
@@ -41,6 +42,7 @@ pub mod targets;
 mod wrapped;
 
 pub use adapter::Adapter;
+pub use combine::Combination;
 pub use config::LoraConfig;
 pub use error::{Error, Result};
 pub use io::LoadOptions;

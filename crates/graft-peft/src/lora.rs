@@ -420,4 +420,8 @@ impl Adapter for Lora {
     fn set_scale_factor(&mut self, factor: f64) {
         self.scale_factor = factor;
     }
+
+    fn as_lora(&self) -> Option<&Lora> {
+        Some(self)
+    }
 }

@@ -273,6 +273,38 @@ impl PeftModel {
         Ok(f())
     }
 
+    /// Runs `f` with each row of the batch routed to its own adapter
+    /// (`__base__`: the base model), as PEFT's `adapter_names` argument:
+    /// every layer called inside `f` takes row `i` through `names[i]`.
+    /// Refused while anything is merged.
+    pub fn with_adapter_names<R>(&mut self, names: &[&str], f: impl FnOnce() -> R) -> Result<R> {
+        for n in names {
+            if *n != "__base__" {
+                self.require(n)?;
+            }
+        }
+        for (_, layer) in self.layers.all() {
+            let g = layer.lock().unwrap_or_else(|p| p.into_inner());
+            if !g.merged().is_empty() {
+                return Err(Error::Unsupported {
+                    layer: g.name.clone(),
+                    what: "per-sample adapter names while adapters are merged (unmerge first)"
+                        .into(),
+                });
+            }
+        }
+        struct Clear<'a>(&'a Layers);
+        impl Drop for Clear<'_> {
+            fn drop(&mut self) {
+                self.0.set_routing(None);
+            }
+        }
+        self.layers
+            .set_routing(Some(names.iter().map(|s| s.to_string()).collect()));
+        let _clear = Clear(&self.layers);
+        Ok(f())
+    }
+
     /// Merges `names` (default: the active adapters) into the weights, in
     /// order. `safe` checks every merged weight is finite first. On an
     /// error, the merges of this call are undone.

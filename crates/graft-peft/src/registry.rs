@@ -19,7 +19,11 @@ pub(crate) type Shared = Arc<Mutex<AdaptedLayer>>;
 pub struct Layers {
     layers: Arc<Mutex<BTreeMap<String, Shared>>>,
     train: Arc<AtomicBool>,
+    routing: Routing,
 }
+
+/// Per-sample adapter names set for the next forward passes (mixed batches).
+pub(crate) type Routing = Arc<Mutex<Option<Arc<Vec<String>>>>>;
 
 impl Layers {
     /// An empty registry.
@@ -41,6 +45,7 @@ impl Layers {
         Ok(AdaptableLayer {
             layer: shared,
             train: self.train.clone(),
+            routing: self.routing.clone(),
         })
     }
 
@@ -71,6 +76,11 @@ impl Layers {
     /// Whether the layers are in training mode.
     pub fn is_train(&self) -> bool {
         self.train.load(Ordering::Relaxed)
+    }
+
+    /// Sets (or clears) the per-sample adapter names.
+    pub(crate) fn set_routing(&self, names: Option<Vec<String>>) {
+        *self.routing.lock().unwrap_or_else(|p| p.into_inner()) = names.map(Arc::new);
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Shared>> {
@@ -171,6 +181,7 @@ impl LayerFactory for Layers {
 pub struct AdaptableLayer {
     layer: Shared,
     train: Arc<AtomicBool>,
+    routing: Routing,
 }
 
 impl AdaptableLayer {
@@ -181,8 +192,17 @@ impl AdaptableLayer {
 
     /// [`try_forward`](Self::try_forward) in training mode or not.
     pub fn try_forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let routing = self
+            .routing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let layer = self.layer.lock().unwrap_or_else(|p| p.into_inner());
-        layer.forward(x, train).map_err(|e| match e {
+        let out = match routing {
+            Some(names) => layer.forward_routed(x, train, &names),
+            None => layer.forward(x, train),
+        };
+        out.map_err(|e| match e {
             Error::BadInput { what, reason } => Error::BadInput {
                 what: format!("`{}`: {what}", layer.name),
                 reason,

@@ -197,6 +197,51 @@ impl AdaptedLayer {
         Ok(out)
     }
 
+    /// The output when each row of the batch names its own adapter
+    /// (`__base__`: none), as PEFT's `adapter_names`: the base for every
+    /// row, plus each adapter's term on its rows (a copy's output replaces
+    /// them). Refused while anything is merged.
+    pub fn forward_routed(&self, x: &Tensor, train: bool, names: &[String]) -> Result<Tensor> {
+        if self.disabled {
+            return self.base.forward(x);
+        }
+        if !self.merged.is_empty() {
+            return Err(Error::Unsupported {
+                layer: self.name.clone(),
+                what: "per-sample adapter names while adapters are merged (unmerge first)".into(),
+            });
+        }
+        let batch = x.size().first().copied().unwrap_or(0);
+        if names.len() as i64 != batch {
+            return Err(Error::BadInput {
+                what: format!("`{}`: input {:?}", self.name, x.size()),
+                reason: format!("{} adapter names for a batch of {batch}", names.len()),
+            });
+        }
+        let mut out = self.base.forward(x)?;
+        let mut seen: Vec<&String> = Vec::new();
+        for n in names {
+            if !seen.contains(&n) {
+                seen.push(n);
+            }
+        }
+        for n in seen {
+            let rows: Vec<i64> = (0..batch).filter(|&i| &names[i as usize] == n).collect();
+            let rows = Tensor::from_slice(&rows).to_device(x.device());
+            let xs = x.f_index_select(0, &rows)?;
+            if let Some(copy) = self.copies.get(n) {
+                let y = copy.forward(&xs)?;
+                out = out.f_index_copy(0, &rows, &y.to_kind(out.kind()))?;
+            } else if let Some(a) = self.adapters.get(n) {
+                let term = a
+                    .output(&self.base, &xs, train)
+                    .map_err(|e| self.named(e))?;
+                out = out.f_index_add(0, &rows, &term.to_kind(out.kind()))?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Merges `name` into the weights (a copy replaces them). `safe` refuses
     /// non-finite results and changes nothing then; `exact` keeps what
     /// `unmerge` needs to restore the old bits.
