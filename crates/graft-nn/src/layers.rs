@@ -8,11 +8,13 @@
 use graft_tensor::tch::{Tensor, nn};
 
 /// How a model builds its parameterised layers. [`Plain`] builds tch's own.
+/// Layers are `nn::ModuleT`: call them with `forward_t(x, train)` so that
+/// layers with dropout (adapters) know the mode.
 pub trait LayerFactory {
     /// `y = x Wᵀ + b` with `W: [out, in]` at `p / "weight"`, `b` at `p / "bias"`.
-    fn linear(&self, p: &nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Box<dyn nn::Module>;
+    fn linear(&self, p: &nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Box<dyn nn::ModuleT>;
     /// GPT-2's `Conv1D`: `y = x W + b` with `W: [in, out]`.
-    fn conv1d_gpt2(&self, p: &nn::Path, in_dim: i64, out_dim: i64) -> Box<dyn nn::Module>;
+    fn conv1d_gpt2(&self, p: &nn::Path, in_dim: i64, out_dim: i64) -> Box<dyn nn::ModuleT>;
     /// A 2-D convolution, weight `[out, in / groups, k, k]`.
     fn conv2d(
         &self,
@@ -21,9 +23,9 @@ pub trait LayerFactory {
         out_dim: i64,
         kernel: i64,
         config: nn::ConvConfig,
-    ) -> Box<dyn nn::Module>;
+    ) -> Box<dyn nn::ModuleT>;
     /// A lookup table `[num, dim]` at `p / "weight"`.
-    fn embedding(&self, p: &nn::Path, num: i64, dim: i64) -> Box<dyn nn::Module>;
+    fn embedding(&self, p: &nn::Path, num: i64, dim: i64) -> Box<dyn nn::ModuleT>;
 }
 
 /// tch's own layers (and [`Gpt2Conv1D`]).
@@ -31,7 +33,7 @@ pub trait LayerFactory {
 pub struct Plain;
 
 impl LayerFactory for Plain {
-    fn linear(&self, p: &nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Box<dyn nn::Module> {
+    fn linear(&self, p: &nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Box<dyn nn::ModuleT> {
         let config = nn::LinearConfig {
             bias,
             ..Default::default()
@@ -39,7 +41,7 @@ impl LayerFactory for Plain {
         Box::new(nn::linear(p, in_dim, out_dim, config))
     }
 
-    fn conv1d_gpt2(&self, p: &nn::Path, in_dim: i64, out_dim: i64) -> Box<dyn nn::Module> {
+    fn conv1d_gpt2(&self, p: &nn::Path, in_dim: i64, out_dim: i64) -> Box<dyn nn::ModuleT> {
         Box::new(Gpt2Conv1D::new(p, in_dim, out_dim))
     }
 
@@ -50,11 +52,11 @@ impl LayerFactory for Plain {
         out_dim: i64,
         kernel: i64,
         config: nn::ConvConfig,
-    ) -> Box<dyn nn::Module> {
+    ) -> Box<dyn nn::ModuleT> {
         Box::new(nn::conv2d(p, in_dim, out_dim, kernel, config))
     }
 
-    fn embedding(&self, p: &nn::Path, num: i64, dim: i64) -> Box<dyn nn::Module> {
+    fn embedding(&self, p: &nn::Path, num: i64, dim: i64) -> Box<dyn nn::ModuleT> {
         Box::new(nn::embedding(p, num, dim, Default::default()))
     }
 }

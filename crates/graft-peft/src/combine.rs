@@ -195,15 +195,15 @@ fn combine(path: &str, parts: &Parts, how: Combination) -> Result<(Tensor, Tenso
             let mut b = parts.items[0].2.zeros_like();
             for (ws, ai, bi) in &parts.items {
                 let root = ws.abs().sqrt();
-                a = a + ai * (root * ws.signum());
-                b = b + bi * root;
+                a += ai * (root * ws.signum());
+                b += bi * root;
             }
             (a, b)
         }
         Combination::Svd { rank } => {
             let mut m = parts.items[0].2.f_matmul(&parts.items[0].1)?.zeros_like();
             for (ws, ai, bi) in &parts.items {
-                m = m + bi.f_matmul(ai)? * *ws;
+                m += bi.f_matmul(ai)? * *ws;
             }
             let full = m.size()[0].min(m.size()[1]);
             if rank < 1 || rank > full {

@@ -14,7 +14,7 @@
 //! ```no_run
 //! use graft_nn::layers::LayerFactory;
 //! use graft_peft::{Layers, LoraConfig, PeftModel};
-//! use graft_tensor::tch::{Device, Kind, Tensor, nn, nn::Module};
+//! use graft_tensor::tch::{Device, Kind, Tensor, nn, nn::ModuleT};
 //!
 //! # fn main() -> graft_peft::Result<()> {
 //! let mut vs = nn::VarStore::new(Device::Cpu);
@@ -22,7 +22,7 @@
 //! let fc = layers.linear(&(vs.root() / "fc"), 8, 16, true);
 //! let mut peft = PeftModel::new(&mut vs, &layers);
 //! peft.add_adapter("default", LoraConfig::new(4, 8.0, &["fc"]))?;
-//! let y = fc.forward(&Tensor::randn([2, 8], (Kind::Float, Device::Cpu)));
+//! let y = fc.forward_t(&Tensor::randn([2, 8], (Kind::Float, Device::Cpu)), false);
 //! println!("{}", peft.parameter_count()); // trainable params: 96 || ...
 //! # Ok(()) }
 //! ```

@@ -8,7 +8,6 @@ use crate::{Error, Result};
 use graft_nn::layers::LayerFactory;
 use graft_tensor::tch::{Tensor, nn};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A layer shared by the model (which calls it) and the registry.
@@ -18,7 +17,6 @@ pub(crate) type Shared = Arc<Mutex<AdaptedLayer>>;
 #[derive(Debug, Clone, Default)]
 pub struct Layers {
     layers: Arc<Mutex<BTreeMap<String, Shared>>>,
-    train: Arc<AtomicBool>,
     routing: Routing,
 }
 
@@ -44,7 +42,6 @@ impl Layers {
         map.insert(path.into(), shared.clone());
         Ok(AdaptableLayer {
             layer: shared,
-            train: self.train.clone(),
             routing: self.routing.clone(),
         })
     }
@@ -67,17 +64,6 @@ impl Layers {
             .collect()
     }
 
-    /// Training mode (dropout on) for every layer called through the
-    /// `nn::Module` interface.
-    pub fn set_train(&self, train: bool) {
-        self.train.store(train, Ordering::Relaxed);
-    }
-
-    /// Whether the layers are in training mode.
-    pub fn is_train(&self) -> bool {
-        self.train.load(Ordering::Relaxed)
-    }
-
     /// Sets (or clears) the per-sample adapter names.
     pub(crate) fn set_routing(&self, names: Option<Vec<String>>) {
         *self.routing.lock().unwrap_or_else(|p| p.into_inner()) = names.map(Arc::new);
@@ -91,7 +77,7 @@ impl Layers {
         p.components().collect::<Vec<_>>().join(".")
     }
 
-    fn build(&self, p: &nn::Path, base: BaseLayer) -> Box<dyn nn::Module> {
+    fn build(&self, p: &nn::Path, base: BaseLayer) -> Box<dyn nn::ModuleT> {
         let path = Self::path_of(p);
         match self.register(&path, base) {
             Ok(layer) => Box::new(layer),
@@ -102,7 +88,7 @@ impl Layers {
 }
 
 impl LayerFactory for Layers {
-    fn linear(&self, p: &nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Box<dyn nn::Module> {
+    fn linear(&self, p: &nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Box<dyn nn::ModuleT> {
         let l = nn::linear(
             p,
             in_dim,
@@ -123,7 +109,7 @@ impl LayerFactory for Layers {
         )
     }
 
-    fn conv1d_gpt2(&self, p: &nn::Path, in_dim: i64, out_dim: i64) -> Box<dyn nn::Module> {
+    fn conv1d_gpt2(&self, p: &nn::Path, in_dim: i64, out_dim: i64) -> Box<dyn nn::ModuleT> {
         let l = graft_nn::layers::Gpt2Conv1D::new(p, in_dim, out_dim);
         self.build(
             p,
@@ -143,7 +129,7 @@ impl LayerFactory for Layers {
         out_dim: i64,
         kernel: i64,
         config: nn::ConvConfig,
-    ) -> Box<dyn nn::Module> {
+    ) -> Box<dyn nn::ModuleT> {
         let c = nn::conv2d(p, in_dim, out_dim, kernel, config);
         self.build(
             p,
@@ -161,7 +147,7 @@ impl LayerFactory for Layers {
         )
     }
 
-    fn embedding(&self, p: &nn::Path, num: i64, dim: i64) -> Box<dyn nn::Module> {
+    fn embedding(&self, p: &nn::Path, num: i64, dim: i64) -> Box<dyn nn::ModuleT> {
         let e = nn::embedding(p, num, dim, Default::default());
         self.build(
             p,
@@ -180,17 +166,12 @@ impl LayerFactory for Layers {
 #[derive(Debug, Clone)]
 pub struct AdaptableLayer {
     layer: Shared,
-    train: Arc<AtomicBool>,
     routing: Routing,
 }
 
 impl AdaptableLayer {
-    /// The output for `x`; a shape error is an `Err` naming the layer.
-    pub fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.try_forward_t(x, self.train.load(Ordering::Relaxed))
-    }
-
-    /// [`try_forward`](Self::try_forward) in training mode or not.
+    /// The output for `x` (dropout when `train`); a bad input is an `Err`
+    /// naming the layer.
     pub fn try_forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let routing = self
             .routing
@@ -212,11 +193,10 @@ impl AdaptableLayer {
     }
 }
 
-/// Training mode (dropout) follows [`Layers::set_train`].
-impl nn::Module for AdaptableLayer {
-    /// Panics on a bad input as tch's layers do; [`AdaptableLayer::try_forward`] does not.
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        match self.try_forward(xs) {
+impl nn::ModuleT for AdaptableLayer {
+    /// Panics on a bad input as tch's layers do; [`AdaptableLayer::try_forward_t`] does not.
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        match self.try_forward_t(xs, train) {
             Ok(y) => y,
             Err(e) => panic!("{e}"),
         }

@@ -4,7 +4,7 @@
 
 use graft_nn::layers::LayerFactory;
 use graft_peft::{Combination, Layers, LoraConfig, PeftModel};
-use graft_tensor::tch::{Device, Kind, Tensor, nn, nn::Module};
+use graft_tensor::tch::{Device, Kind, Tensor, nn, nn::ModuleT};
 use graft_tensor::testing::rng_lock;
 
 fn rel(a: &Tensor, b: &Tensor) -> f64 {
@@ -15,9 +15,9 @@ fn rel(a: &Tensor, b: &Tensor) -> f64 {
 struct Net {
     vs: nn::VarStore,
     layers: Layers,
-    fc: Box<dyn Module>,
-    conv: Box<dyn Module>,
-    emb: Box<dyn Module>,
+    fc: Box<dyn ModuleT>,
+    conv: Box<dyn ModuleT>,
+    emb: Box<dyn ModuleT>,
 }
 
 fn net() -> Net {
@@ -44,7 +44,7 @@ fn randomise(peft: &PeftModel, name: &str) {
     for (_, mut t) in peft.tensors(name).unwrap() {
         let v = Tensor::randn(t.size(), (Kind::Float, Device::Cpu));
         graft_tensor::tch::no_grad(|| {
-            let _ = t.copy_(&v);
+            t.copy_(&v);
         });
     }
 }
@@ -55,7 +55,11 @@ fn outputs(n: &Net) -> [Tensor; 3] {
     let x = Tensor::randn([4, 6], (Kind::Float, Device::Cpu));
     let c = Tensor::randn([2, 2, 5, 5], (Kind::Float, Device::Cpu));
     let i = Tensor::from_slice(&[0i64, 3, 8, 1]).view([2, 2]);
-    [n.fc.forward(&x), n.conv.forward(&c), n.emb.forward(&i)]
+    [
+        n.fc.forward_t(&x, false),
+        n.conv.forward_t(&c, false),
+        n.emb.forward_t(&i, false),
+    ]
 }
 
 #[test]
@@ -90,7 +94,7 @@ fn cat_is_exactly_the_weighted_sum_and_svd_at_full_rank_too() {
             rel(got, want)
         );
     }
-    assert_eq!(peft.config("cat").unwrap().use_rslora, false);
+    assert!(!peft.config("cat").unwrap().use_rslora);
     // Ranks add up: 2 + 3.
     let t: std::collections::HashMap<String, Tensor> =
         peft.tensors("cat").unwrap().into_iter().collect();
@@ -159,15 +163,16 @@ fn a_mixed_batch_equals_each_row_alone() {
     let x = Tensor::randn([4, 6], (Kind::Float, Device::Cpu));
     let names = ["b", "__base__", "a", "b"];
     let mixed = peft
-        .with_adapter_names(&names, || n.fc.forward(&x))
+        .with_adapter_names(&names, || n.fc.forward_t(&x, false))
         .unwrap();
     for (i, name) in names.iter().enumerate() {
         let row = x.narrow(0, i as i64, 1);
         let want = if *name == "__base__" {
-            peft.with_adapters_disabled(|| n.fc.forward(&row)).unwrap()
+            peft.with_adapters_disabled(|| n.fc.forward_t(&row, false))
+                .unwrap()
         } else {
             peft.set_adapter(&[name]).unwrap();
-            n.fc.forward(&row)
+            n.fc.forward_t(&row, false)
         };
         assert!(
             rel(&mixed.narrow(0, i as i64, 1), &want) < 1e-6,
@@ -177,9 +182,9 @@ fn a_mixed_batch_equals_each_row_alone() {
     // Unknown names and merged adapters are refused; the routing ends with the scope.
     assert!(peft.with_adapter_names(&["zz"], || ()).is_err());
     peft.set_adapter(&["a"]).unwrap();
-    let plain = n.fc.forward(&x);
+    let plain = n.fc.forward_t(&x, false);
     peft.merge(None, true).unwrap();
     assert!(peft.with_adapter_names(&names, || ()).is_err());
     peft.unmerge().unwrap();
-    assert!(rel(&n.fc.forward(&x), &plain) < 1e-6);
+    assert!(rel(&n.fc.forward_t(&x, false), &plain) < 1e-6);
 }

@@ -7,7 +7,7 @@ use graft_nn::layers::LayerFactory;
 use graft_peft::{Error, Layers, LoadOptions, PeftModel};
 use graft_tensor::output::OutputRules;
 use graft_tensor::safetensors::Checkpoint;
-use graft_tensor::tch::{Device, Kind, Tensor, nn, nn::Module};
+use graft_tensor::tch::{Device, Kind, Tensor, nn, nn::ModuleT};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -30,7 +30,7 @@ fn fixtures() -> PathBuf {
 struct Net {
     vs: nn::VarStore,
     layers: Layers,
-    modules: BTreeMap<String, Box<dyn Module>>,
+    modules: BTreeMap<String, Box<dyn ModuleT>>,
 }
 
 /// The model of `model_def.py`, loaded from `base.safetensors`.
@@ -38,7 +38,7 @@ fn net() -> Net {
     let vs = nn::VarStore::new(Device::Cpu);
     let layers = Layers::new();
     let root = vs.root();
-    let mut modules: BTreeMap<String, Box<dyn Module>> = BTreeMap::new();
+    let mut modules: BTreeMap<String, Box<dyn ModuleT>> = BTreeMap::new();
     modules.insert("emb".into(), layers.embedding(&(&root / "emb"), 20, 8));
     for i in 0..2 {
         modules.insert(
@@ -92,7 +92,7 @@ fn check_outputs(net: &Net, want: &Checkpoint, which: &str, modules: &[&str]) ->
     let mut worst = 0.0f64;
     for m in modules {
         let x = want.tensor(&format!("input.{m}")).unwrap();
-        let y = net.modules[*m].forward(&x);
+        let y = net.modules[*m].forward_t(&x, false);
         let e = rel(&y, &want.tensor(&format!("out.{which}.{m}")).unwrap());
         assert!(e <= TOL, "out.{which}.{m}: relative error {e:e}");
         worst = worst.max(e);
@@ -180,7 +180,7 @@ fn merges_equal_peft_and_unmerge_restores_every_bit() {
     peft.set_adapter(&["ng"]).unwrap();
     let unmerged: Vec<Tensor> = MODULES
         .iter()
-        .map(|m| net.modules[*m].forward(&want.tensor(&format!("input.{m}")).unwrap()))
+        .map(|m| net.modules[*m].forward_t(&want.tensor(&format!("input.{m}")).unwrap(), false))
         .collect();
     peft.merge(None, true).unwrap();
     let now = weights(&net);
@@ -190,7 +190,7 @@ fn merges_equal_peft_and_unmerge_restores_every_bit() {
         assert!(e <= TOL, "{key}: relative error {e:e}");
     }
     for (m, u) in MODULES.iter().zip(&unmerged) {
-        let merged = net.modules[*m].forward(&want.tensor(&format!("input.{m}")).unwrap());
+        let merged = net.modules[*m].forward_t(&want.tensor(&format!("input.{m}")).unwrap(), false);
         let e = rel(&merged, u);
         assert!(e <= TOL, "{m}: merged vs unmerged {e:e}");
     }
@@ -260,8 +260,8 @@ fn what_graft_writes_has_peft_keys_and_reads_back_bit_for_bit() {
             let x = want.tensor(&format!("input.{m}")).unwrap();
             assert!(
                 net.modules[m]
-                    .forward(&x)
-                    .equal(&net2.modules[m].forward(&x)),
+                    .forward_t(&x, false)
+                    .equal(&net2.modules[m].forward_t(&x, false)),
                 "{m}"
             );
         }
@@ -324,9 +324,9 @@ fn key_mismatches_are_named_and_lenient_loading_warns_instead() {
         .unwrap();
     // The broken layer got no adapter; the others did.
     let x = Tensor::randn([3, 16], (Kind::Float, Device::Cpu));
-    let y = net.modules["proj"].forward(&x);
+    let y = net.modules["proj"].forward_t(&x, false);
     let base = peft
-        .with_adapters_disabled(|| net.modules["proj"].forward(&x))
+        .with_adapters_disabled(|| net.modules["proj"].forward_t(&x, false))
         .unwrap();
     assert!(y.equal(&base));
     // A pickle file is refused with the way out.

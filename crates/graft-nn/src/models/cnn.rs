@@ -1,8 +1,9 @@
 //! A small convolutional network for 8x8 and 28x28 images.
 
+use crate::layers::{LayerFactory, Plain};
 use crate::{Error, Result};
 use graft_tensor::tch::Tensor;
-use graft_tensor::tch::nn::{self, Module, ModuleT};
+use graft_tensor::tch::nn::{self, ModuleT};
 use serde::{Deserialize, Serialize};
 
 /// Sizes of a [`SmallCnn`].
@@ -51,14 +52,24 @@ impl CnnConfig {
 /// Convolutions `conv.{i}` (3x3, ReLU, optional 2x2 max-pool), then `fc` (ReLU) and `head`.
 #[derive(Debug)]
 pub struct SmallCnn {
-    convs: Vec<(nn::Conv2D, bool)>,
-    fc: nn::Linear,
-    head: nn::Linear,
+    convs: Vec<(Box<dyn ModuleT>, bool)>,
+    fc: Box<dyn ModuleT>,
+    head: Box<dyn ModuleT>,
 }
 
 impl SmallCnn {
-    /// Builds the layers under `path`.
+    /// Builds the layers under `path` with tch's own layers.
     pub fn new(path: &nn::Path, config: &CnnConfig) -> Result<Self> {
+        Self::with_layers(path, config, &Plain)
+    }
+
+    /// Builds the layers under `path` through `layers` (e.g. graft-peft's
+    /// adaptable layers).
+    pub fn with_layers(
+        path: &nn::Path,
+        config: &CnnConfig,
+        layers: &dyn LayerFactory,
+    ) -> Result<Self> {
         if config.channels.is_empty() || config.image_size <= 0 || config.classes <= 0 {
             return Err(Error::Invalid(format!(
                 "CNN config has no layers or bad sizes: {config:?}"
@@ -73,7 +84,10 @@ impl SmallCnn {
         let mut convs = Vec::new();
         for (i, &c) in config.channels.iter().enumerate() {
             let pool = config.pool_after.contains(&i);
-            convs.push((nn::conv2d(path / "conv" / i, in_c, c, 3, conv_cfg), pool));
+            convs.push((
+                layers.conv2d(&(path / "conv" / i), in_c, c, 3, conv_cfg),
+                pool,
+            ));
             in_c = c;
             if pool {
                 if size < 2 {
@@ -85,27 +99,22 @@ impl SmallCnn {
             }
         }
         let flat = in_c * size * size;
-        let fc = nn::linear(path / "fc", flat, config.hidden, Default::default());
-        let head = nn::linear(
-            path / "head",
-            config.hidden,
-            config.classes,
-            Default::default(),
-        );
+        let fc = layers.linear(&(path / "fc"), flat, config.hidden, true);
+        let head = layers.linear(&(path / "head"), config.hidden, config.classes, true);
         Ok(Self { convs, fc, head })
     }
 }
 
 impl ModuleT for SmallCnn {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut h = xs.shallow_clone();
         for (conv, pool) in &self.convs {
-            h = conv.forward(&h).relu();
+            h = conv.forward_t(&h, train).relu();
             if *pool {
                 h = h.max_pool2d_default(2);
             }
         }
-        self.head
-            .forward(&self.fc.forward(&h.flatten(1, -1)).relu())
+        let h = self.fc.forward_t(&h.flatten(1, -1), train).relu();
+        self.head.forward_t(&h, train)
     }
 }

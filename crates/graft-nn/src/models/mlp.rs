@@ -1,8 +1,9 @@
 //! A multi-layer perceptron with ReLU activations.
 
+use crate::layers::{LayerFactory, Plain};
 use crate::{Error, Result};
 use graft_tensor::tch::Tensor;
-use graft_tensor::tch::nn::{self, Module, ModuleT};
+use graft_tensor::tch::nn::{self, ModuleT};
 use serde::{Deserialize, Serialize};
 
 /// Sizes of an [`Mlp`].
@@ -19,13 +20,23 @@ pub struct MlpConfig {
 /// Linear layers `hidden.{i}` with ReLU between them, then `head`; the input is flattened.
 #[derive(Debug)]
 pub struct Mlp {
-    hidden: Vec<nn::Linear>,
-    head: nn::Linear,
+    hidden: Vec<Box<dyn ModuleT>>,
+    head: Box<dyn ModuleT>,
 }
 
 impl Mlp {
-    /// Builds the layers under `path`.
+    /// Builds the layers under `path` with tch's own layers.
     pub fn new(path: &nn::Path, config: &MlpConfig) -> Result<Self> {
+        Self::with_layers(path, config, &Plain)
+    }
+
+    /// Builds the layers under `path` through `layers` (e.g. graft-peft's
+    /// adaptable layers).
+    pub fn with_layers(
+        path: &nn::Path,
+        config: &MlpConfig,
+        layers: &dyn LayerFactory,
+    ) -> Result<Self> {
         if config.input <= 0 || config.classes <= 0 || config.hidden.iter().any(|&h| h <= 0) {
             return Err(Error::Invalid(format!(
                 "MLP sizes must be positive: {config:?}"
@@ -34,25 +45,20 @@ impl Mlp {
         let mut width = config.input;
         let mut hidden = Vec::with_capacity(config.hidden.len());
         for (i, &h) in config.hidden.iter().enumerate() {
-            hidden.push(nn::linear(
-                path / "hidden" / i,
-                width,
-                h,
-                Default::default(),
-            ));
+            hidden.push(layers.linear(&(path / "hidden" / i), width, h, true));
             width = h;
         }
-        let head = nn::linear(path / "head", width, config.classes, Default::default());
+        let head = layers.linear(&(path / "head"), width, config.classes, true);
         Ok(Self { hidden, head })
     }
 }
 
 impl ModuleT for Mlp {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut h = xs.flatten(1, -1);
         for layer in &self.hidden {
-            h = layer.forward(&h).relu();
+            h = layer.forward_t(&h, train).relu();
         }
-        self.head.forward(&h)
+        self.head.forward_t(&h, train)
     }
 }

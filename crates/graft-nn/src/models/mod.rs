@@ -88,8 +88,18 @@ impl ModuleT for Model {
 
 /// Builds the model described by `config` under `path` (parameters are created in its `VarStore`).
 pub fn build(path: &nn::Path, config: &ModelConfig) -> Result<Model> {
+    build_with(path, config, &crate::layers::Plain)
+}
+
+/// [`build`] through `layers` (e.g. graft-peft's adaptable layers, so that
+/// adapters can wrap the model's layers by name).
+pub fn build_with(
+    path: &nn::Path,
+    config: &ModelConfig,
+    layers: &dyn crate::layers::LayerFactory,
+) -> Result<Model> {
     Ok(match config {
-        ModelConfig::Mlp(c) => Model::Mlp(Mlp::new(path, c)?),
-        ModelConfig::Cnn(c) => Model::Cnn(SmallCnn::new(path, c)?),
+        ModelConfig::Mlp(c) => Model::Mlp(Mlp::with_layers(path, c, layers)?),
+        ModelConfig::Cnn(c) => Model::Cnn(SmallCnn::with_layers(path, c, layers)?),
     })
 }
