@@ -158,7 +158,7 @@ impl PeftModel {
                 return Ok(None);
             };
             let r = a.size()[0];
-            Ok(Some(Lora::from_tensors(
+            let lora = Lora::from_tensors(
                 &layer.base,
                 &layer.name,
                 a,
@@ -167,7 +167,8 @@ impl PeftModel {
                 None,
                 r as f64,
                 &template,
-            )?))
+            )?;
+            Ok(Some(Box::new(lora) as Box<dyn crate::adapter::Adapter>))
         })
     }
 }

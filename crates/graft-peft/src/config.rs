@@ -79,6 +79,28 @@ impl Default for InitLora {
     }
 }
 
+/// HUT's reading of the paper (spec `peft.md` §2, Corrections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HutForm {
+    /// `W' = diag(b) W diag(a)`, `a`, `b` the row / column sums of the factors.
+    #[default]
+    Diag,
+    /// `W' = W ⊙ (M_A M_B)ᵀ`, a rank-`r` multiplicative update.
+    Hadamard,
+}
+
+/// FLoRA's initialisation of its factors (the core starts at zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FloraInit {
+    /// The official code: `U_n ~ N(0, 1/(2 r_n))`.
+    #[default]
+    Official,
+    /// The authors' GLUE code: `U_n ~ N(0, 0.02²)`.
+    Glue,
+}
+
 /// Which biases train (and are saved with the adapter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -92,10 +114,12 @@ pub enum Bias {
     LoraOnly,
 }
 
-/// An adapter configuration, as PEFT's `LoraConfig` (defaults as PEFT's).
+/// An adapter configuration, as PEFT's `LoraConfig` (defaults as PEFT's),
+/// with graft-peft's keys for HUT (`peft_type: HUT`, `hut_*`) and FLoRA
+/// (`peft_type: FLORA`, `flora_*`), which share the target rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoraConfig {
-    /// `LORA`.
+    /// `LORA`, `HUT` or `FLORA`.
     #[serde(default = "lora")]
     pub peft_type: String,
     /// Rank `r` (default 8).
@@ -170,6 +194,21 @@ pub struct LoraConfig {
     /// The library that wrote the file.
     #[serde(default)]
     pub peft_version: Option<String>,
+    /// HUT: which reading (default `diag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hut_form: Option<HutForm>,
+    /// HUT: a per-output scale γ and shift β as well.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hut_scale_shift: bool,
+    /// FLoRA: one rank per mode (`in, out[, kh, kw]`); default `r` for each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flora_ranks: Option<Vec<i64>>,
+    /// FLoRA: the scale `s`, a plain multiplier (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flora_scale: Option<f64>,
+    /// FLoRA: the factors' initialisation (default `official`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flora_init: Option<FloraInit>,
     /// Every other key of the file, kept as written.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -210,6 +249,11 @@ impl Default for LoraConfig {
             task_type: None,
             inference_mode: false,
             peft_version: None,
+            hut_form: None,
+            hut_scale_shift: false,
+            flora_ranks: None,
+            flora_scale: None,
+            flora_init: None,
             extra: BTreeMap::new(),
         }
     }
@@ -250,6 +294,24 @@ impl LoraConfig {
             lora_alpha: alpha,
             target_modules: Some(Targets::names(targets)),
             ..Self::default()
+        }
+    }
+
+    /// A HUT configuration of rank `r` in the given reading on `targets`.
+    pub fn hut(r: i64, form: HutForm, targets: &[&str]) -> Self {
+        Self {
+            peft_type: "HUT".into(),
+            hut_form: Some(form),
+            ..Self::new(r, r as f64, targets)
+        }
+    }
+
+    /// A FLoRA configuration with rank `r` on every mode and scale `scale` on `targets`.
+    pub fn flora(r: i64, scale: f64, targets: &[&str]) -> Self {
+        Self {
+            peft_type: "FLORA".into(),
+            flora_scale: Some(scale),
+            ..Self::new(r, r as f64, targets)
         }
     }
 
@@ -297,14 +359,28 @@ impl LoraConfig {
     /// rewrite the base, and PEFT features left off; warns of unknown keys.
     pub fn check(&self, origin: &str) -> Result<()> {
         let err = |key: &str, reason: String| Error::config(origin, key, reason);
-        if self.peft_type != "LORA" {
+        if !["LORA", "HUT", "FLORA"].contains(&self.peft_type.as_str()) {
             return Err(err(
                 "peft_type",
                 format!(
-                    "`{}` adapters are not supported (graft-peft reads LORA)",
+                    "`{}` adapters are not supported (graft-peft reads LORA, HUT and FLORA)",
                     self.peft_type
                 ),
             ));
+        }
+        if self.peft_type != "LORA" {
+            for (key, set) in [
+                ("use_dora", self.use_dora),
+                ("lora_bias", self.lora_bias),
+                ("use_rslora", self.use_rslora),
+            ] {
+                if set {
+                    return Err(err(key, format!("applies to LORA, not {}", self.peft_type)));
+                }
+            }
+        }
+        if let Some(s) = self.flora_scale.filter(|s| !s.is_finite()) {
+            return Err(err("flora_scale", format!("{s} is not finite")));
         }
         if self.r < 1 {
             return Err(err("r", format!("rank {} must be at least 1", self.r)));

@@ -4,8 +4,6 @@
 //! `base_model.model.<path>.<suffix>` (files without the prefix read too).
 
 use crate::config::LoraConfig;
-use crate::layer::LayerKind;
-use crate::lora::{Lora, suffixes};
 use crate::model::{KEY_PREFIX, PeftModel};
 use crate::targets::{Selection, rank_and_alpha, select};
 use crate::{Error, Result};
@@ -145,38 +143,38 @@ impl PeftModel {
             }
         };
         // Decide per layer before changing anything.
-        let mut adapters: Vec<(String, Lora)> = Vec::new();
+        let mut adapters: Vec<(String, Box<dyn crate::adapter::Adapter>)> = Vec::new();
         let mut copies: Vec<(String, Tensor, Option<Tensor>)> = Vec::new();
         for (path, layer) in self.layers().all() {
             let g = layer.lock().unwrap_or_else(|p| p.into_inner());
             match select(&config, &path, g.base.kind)? {
                 Selection::Target => {
-                    let (sa, sb) = suffixes(g.base.kind);
-                    let a = read(&format!("{path}.{sa}"), &mut used)?;
-                    let b = read(&format!("{path}.{sb}"), &mut used)?;
-                    let b_bias = if g.base.kind == LayerKind::Embedding {
-                        None
-                    } else {
-                        read(&format!("{path}.lora_B.bias"), &mut used)?
-                    };
-                    let magnitude = read(&format!("{path}.lora_magnitude_vector"), &mut used)?;
-                    if config.use_dora && magnitude.is_none() && g.base.kind != LayerKind::Embedding
-                    {
-                        missing.push(format!("{KEY_PREFIX}{path}.lora_magnitude_vector"));
+                    let (required, optional) = crate::methods::suffixes(g.base.kind, &config);
+                    let mut found: BTreeMap<&'static str, Tensor> = BTreeMap::new();
+                    let mut absent = Vec::new();
+                    for k in required.iter().chain(&optional) {
+                        match read(&format!("{path}.{k}"), &mut used)? {
+                            Some(t) => {
+                                found.insert(k, t);
+                            }
+                            None if required.contains(k) => {
+                                absent.push(format!("{KEY_PREFIX}{path}.{k}"))
+                            }
+                            None => {}
+                        }
                     }
-                    let (Some(a), Some(b)) = (a, b) else {
-                        missing.push(format!("{KEY_PREFIX}{path}.{sa}"));
-                        missing.push(format!("{KEY_PREFIX}{path}.{sb}"));
+                    if !absent.is_empty() {
+                        missing.extend(absent);
                         continue;
-                    };
-                    let (r, alpha) = rank_and_alpha(&config, &path)?;
-                    let lora = Lora::from_tensors(
-                        &g.base, &path, a, b, b_bias, magnitude, alpha, &config,
-                    )?;
-                    if lora.r != r {
-                        tracing::warn!(layer = %path, file = r, tensors = lora.r, "the rank of the tensors differs from the configuration's; the tensors' is used");
                     }
-                    adapters.push((path.clone(), lora));
+                    let (r, alpha) = rank_and_alpha(&config, &path)?;
+                    let adapter =
+                        crate::methods::from_tensors(&g.base, &path, alpha, &config, found)
+                            .map_err(|e| g.named(e))?;
+                    if let Some(l) = adapter.as_lora().filter(|l| l.r != r) {
+                        tracing::warn!(layer = %path, file = r, tensors = l.r, "the rank of the tensors differs from the configuration's; the tensors' is used");
+                    }
+                    adapters.push((path.clone(), adapter));
                 }
                 Selection::Saved => {
                     let w = read(&format!("{path}.weight"), &mut used)?;
@@ -222,7 +220,8 @@ impl PeftModel {
             }
             tracing::warn!(file = %weights.display(), keys = %keys.join(", "), "{problem} adapter tensors");
         }
-        let mut adapters: HashMap<String, Lora> = adapters.into_iter().collect();
+        let mut adapters: HashMap<String, Box<dyn crate::adapter::Adapter>> =
+            adapters.into_iter().collect();
         let copies: HashMap<String, (Tensor, Option<Tensor>)> =
             copies.into_iter().map(|(p, w, b)| (p, (w, b))).collect();
         self.insert(name, config, |layer, _| Ok(adapters.remove(&layer.name)))?;

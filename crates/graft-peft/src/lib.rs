@@ -8,8 +8,9 @@
 //! activates, disables, merges, unmerges (exactly, by default) and unloads
 //! them, and reads and writes PEFT's adapter directories ([`io`]).
 //!
-//! Methods: LoRA with rsLoRA scaling and DoRA ([`lora::Lora`]), behind the
-//! one [`Adapter`] contract.
+//! Methods, behind the one [`Adapter`] contract: LoRA with rsLoRA scaling
+//! and DoRA ([`lora::Lora`]), HUT in both readings ([`hut::Hut`]) and FLoRA
+//! ([`flora::Flora`]); weighted combinations of LoRA adapters ([`combine`]).
 //!
 //! ```no_run
 //! use graft_nn::layers::LayerFactory;
@@ -33,9 +34,12 @@ pub mod adapter;
 pub mod combine;
 pub mod config;
 mod error;
+pub mod flora;
+pub mod hut;
 pub mod io;
 pub mod layer;
 pub mod lora;
+mod methods;
 mod model;
 mod registry;
 pub mod targets;

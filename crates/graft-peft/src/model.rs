@@ -2,8 +2,8 @@
 //! Hugging Face PEFT's `PeftModel` (add, activate, delete, disable in a
 //! scope, merge, unmerge, merge-and-unload, unload, trainable counts).
 
+use crate::adapter::Adapter;
 use crate::config::LoraConfig;
-use crate::lora::Lora;
 use crate::registry::{Layers, Shared};
 use crate::targets::{Selection, rank_and_alpha, select};
 use crate::wrapped::AdaptedLayer;
@@ -144,7 +144,13 @@ impl PeftModel {
     pub fn add_adapter(&mut self, name: &str, config: LoraConfig) -> Result<()> {
         self.insert(name, config, |layer, config| {
             let (r, alpha) = rank_and_alpha(config, &layer.name)?;
-            Ok(Some(Lora::new(&layer.base, &layer.name, r, alpha, config)?))
+            Ok(Some(crate::methods::new_adapter(
+                &layer.base,
+                &layer.name,
+                r,
+                alpha,
+                config,
+            )?))
         })
     }
 
@@ -154,7 +160,7 @@ impl PeftModel {
         &mut self,
         name: &str,
         config: LoraConfig,
-        mut make: impl FnMut(&AdaptedLayer, &LoraConfig) -> Result<Option<Lora>>,
+        mut make: impl FnMut(&AdaptedLayer, &LoraConfig) -> Result<Option<Box<dyn Adapter>>>,
     ) -> Result<()> {
         self.check_name(name)?;
         config.check("<config>")?;
@@ -211,7 +217,7 @@ impl PeftModel {
         for (layer, lora) in plan {
             let mut g = write_lock(&layer);
             match lora {
-                Some(l) => g.add_adapter(name, Box::new(l)),
+                Some(l) => g.add_adapter(name, l),
                 None => g.add_copy(name)?,
             }
         }
