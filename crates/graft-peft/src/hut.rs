@@ -11,8 +11,8 @@
 //! - [`HutForm::Hadamard`]: `F = (M_A M_B)ᵀ`, a rank-`r` multiplicative update.
 //!
 //! Identity init (`M_A[:, 0] = 1`, `M_B[0, :] = 1`, the rest 0) makes `F`
-//! all ones exactly in both forms. With `hut_scale_shift`, `y = γ ⊙ (x W'ᵀ)
-//! + b + β` with `γ = 1`, `β = 0` at init. Merging writes `γ ⊙ W'` (and
+//! all ones exactly in both forms. With `hut_scale_shift`,
+//! `y = γ ⊙ (x W'ᵀ) + b + β` with `γ = 1`, `β = 0` at init. Merging writes `γ ⊙ W'` (and
 //! `b + β`); unmerging divides, which is exact only up to rounding, so the
 //! layer's exact mode keeps the entries it would get wrong.
 
