@@ -32,6 +32,11 @@ pub fn experiments() -> Vec<Experiment> {
             run: graft_diffusion::experiments::run,
         },
         Experiment {
+            name: "peft",
+            about: "adapters on a digits transfer task: head only, full fine-tuning, LoRA, DoRA, HUT (both readings) and FLoRA, MLP and conv (peft spec §6)",
+            run: graft_peft::experiments::run,
+        },
+        Experiment {
             name: "rev",
             about: "reversible networks: activation memory vs depth, reversible 3D U-Net at a fixed memory budget, reversible Heun (reversible spec §6)",
             run: graft_rev::experiments::run,

@@ -34,6 +34,8 @@ pub mod adapter;
 pub mod combine;
 pub mod config;
 mod error;
+#[cfg(feature = "experiments")]
+pub mod experiments;
 pub mod flora;
 pub mod hut;
 pub mod io;
