@@ -7,6 +7,8 @@
 //!   loaders for the 8x8 digits and MNIST 5k;
 //! - [`layers`]: the [`layers::LayerFactory`] a model builds its layers
 //!   through, so that graft-peft can put adaptable layers in their place;
+//! - [`models::Bert`]: a BERT encoder with Hugging Face's names (loads
+//!   all-MiniLM-L6-v2), and with the `text` feature [`text`]: its tokenizer;
 //! - [`train`]: a classifier training loop reporting progress through a
 //!   callback and `tracing`, and evaluation;
 //! - with the `plot` feature: [`plot`], graft's one SVG writer (line
@@ -43,6 +45,8 @@ pub mod layers;
 pub mod models;
 #[cfg(feature = "plot")]
 pub mod plot;
+#[cfg(feature = "text")]
+pub mod text;
 pub mod train;
 
 pub use data::Dataset;

@@ -6,10 +6,15 @@
 //! `head.weight|bias`. These are the keys in saved safetensors files, so
 //! merging, unlearning and adapters can address layers by name.
 
+mod bert;
 mod cnn;
 mod io;
 mod mlp;
 
+pub use bert::{
+    Bert, BertConfig, BertForSequenceClassification, BertInput, BertOutput, load_bert_weights,
+    mean_pool,
+};
 pub use cnn::{CnnConfig, SmallCnn};
 pub use io::{load_varstore, save_varstore, varstore_tensors};
 pub use mlp::{Mlp, MlpConfig};
