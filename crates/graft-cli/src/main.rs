@@ -1,5 +1,9 @@
 //! `graft`: reproduce graft's experiments and run its tools.
 
+#[cfg(feature = "torch")]
+mod adapter;
+#[cfg(feature = "torch")]
+mod finetune;
 #[cfg(feature = "merge")]
 mod merge;
 #[cfg(feature = "torch")]
@@ -28,6 +32,12 @@ enum Command {
     /// Merge fine-tuned models described by a mergekit-style YAML into OUT_DIR.
     #[cfg(feature = "merge")]
     Merge(merge::Args),
+    /// Merge a PEFT adapter into a checkpoint, or inspect one.
+    #[cfg(feature = "torch")]
+    Adapter(adapter::Args),
+    /// Fine-tune a BERT-style sentence classifier from CSV files through adapters (or fully).
+    #[cfg(feature = "torch")]
+    Finetune(Box<finetune::Args>),
     /// Sample a diffusion model (a built-in GMM problem or a saved model) with any graft sampler.
     #[cfg(feature = "torch")]
     Sample(Box<sample::Args>),
@@ -80,5 +90,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Merge(args) => merge::run(args),
         #[cfg(feature = "torch")]
         Command::Sample(args) => sample::run(*args),
+        #[cfg(feature = "torch")]
+        Command::Finetune(args) => finetune::run(*args),
+        #[cfg(feature = "torch")]
+        Command::Adapter(args) => adapter::run(args),
     }
 }

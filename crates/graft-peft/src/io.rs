@@ -50,7 +50,29 @@ impl PeftModel {
     /// graft's output rules (`rules`: overwrite only with `force`, never an
     /// input). `peft_version` names graft-peft.
     pub fn save_pretrained(&self, dir: &Path, rules: &OutputRules) -> Result<()> {
+        self.save_pretrained_with(dir, rules, &[])
+    }
+
+    /// [`save_pretrained`](Self::save_pretrained), with `extra` files
+    /// (`(name, bytes)`, e.g. a label map) written at the root in the same
+    /// atomic step.
+    pub fn save_pretrained_with(
+        &self,
+        dir: &Path,
+        rules: &OutputRules,
+        extra: &[(&str, Vec<u8>)],
+    ) -> Result<()> {
         let staging = StagingDir::create(dir, rules, "graft-peft")?;
+        for (name, bytes) in extra {
+            if name.contains(['/', '\\']) || name.starts_with('.') {
+                return Err(Error::config(
+                    "<save>",
+                    name,
+                    "extra files are plain names at the root",
+                ));
+            }
+            graft_tensor::atomic::write_atomic(staging.path().join(name), bytes)?;
+        }
         for name in self.adapter_names() {
             let sub = adapter_dir(staging.path(), name);
             std::fs::create_dir_all(&sub).map_err(|source| Error::Io {

@@ -36,6 +36,7 @@ pub mod config;
 mod error;
 #[cfg(feature = "experiments")]
 pub mod experiments;
+pub mod files;
 pub mod flora;
 pub mod hut;
 pub mod io;
