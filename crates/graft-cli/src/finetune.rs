@@ -4,15 +4,15 @@
 //! for `full`, a checkpoint directory).
 
 use anyhow::{Context, Result, bail};
-use graft_nn::models::{BertConfig, BertForSequenceClassification, BertInput, load_bert_weights};
+use graft_nn::models::{BertConfig, BertForSequenceClassification, load_bert_weights};
 use graft_nn::text::Tokenizer;
+use graft_nn::train_text::{TextData, TextTrainConfig, text_accuracy, train_text_classifier};
 use graft_peft::config::{HutForm, Targets};
 use graft_peft::{Layers, LoraConfig, PeftModel};
 use graft_tensor::output::OutputRules;
-use graft_tensor::tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
+use graft_tensor::tch::{Device, Tensor, nn};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// How to fine-tune.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -273,96 +273,59 @@ pub fn run(args: Args) -> Result<()> {
     };
     eprintln!("{count}");
     let store = peft.as_ref().map_or(&vs, |p| p.var_store());
-    let mut opt = nn::AdamW::default().build(store, lr)?;
-
-    let batch = |texts: &[String], idx: &[usize]| -> Result<BertInput> {
-        let refs: Vec<&str> = idx.iter().map(|&i| texts[i].as_str()).collect();
-        let b = tok.encode(&refs)?;
-        Ok(BertInput {
-            input_ids: b.input_ids.to_device(device),
-            attention_mask: b.attention_mask.to_device(device),
-            token_type_ids: b.token_type_ids.to_device(device),
-        })
-    };
-    let steps_per_epoch = train.texts.len().div_ceil(args.batch_size);
     let bar = if args.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         indicatif::ProgressBar::hidden()
     } else {
-        indicatif::ProgressBar::new((steps_per_epoch * args.epochs) as u64)
+        indicatif::ProgressBar::new(0)
     };
     bar.set_style(
         indicatif::ProgressStyle::with_template("finetune [{bar:30}] {pos}/{len} steps {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let evaluate = |rows: &Rows, y: &[i64]| -> Result<f64> {
-        let order: Vec<usize> = (0..rows.texts.len()).collect();
-        let mut correct = 0i64;
-        for chunk in order.chunks(64) {
-            let input = batch(&rows.texts, chunk)?;
-            let logits = graft_tensor::tch::no_grad(|| model.forward(&input, false))?;
-            let want = Tensor::from_slice(&chunk.iter().map(|&i| y[i]).collect::<Vec<_>>())
-                .to_device(device);
-            correct += logits
-                .argmax(-1, false)
-                .eq_tensor(&want)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
-        }
-        Ok(correct as f64 / rows.texts.len() as f64)
+    let data = TextData {
+        texts: train.texts.clone(),
+        labels: train_y,
     };
-    let started = Instant::now();
-    let mut seen = 0usize;
-    for epoch in 0..args.epochs {
-        graft_tensor::tch::manual_seed(graft_tensor::seed::derive_seed(
-            args.seed,
-            &format!("epoch {epoch}"),
-        ) as i64);
-        let perm = Tensor::randperm(train.texts.len() as i64, (Kind::Int64, Device::Cpu));
-        let order: Vec<usize> = Vec::<i64>::try_from(&perm)?
-            .into_iter()
-            .map(|i| i as usize)
-            .collect();
-        let mut loss_sum = 0.0;
-        for (step, chunk) in order.chunks(args.batch_size).enumerate() {
-            let input = batch(&train.texts, chunk)?;
-            let y = Tensor::from_slice(&chunk.iter().map(|&i| train_y[i]).collect::<Vec<_>>())
-                .to_device(device);
-            let logits = model.forward(&input, true)?;
-            let loss = logits.cross_entropy_for_logits(&y);
-            opt.backward_step(&loss);
-            let l = loss.double_value(&[]);
-            if !l.is_finite() {
-                bail!(
-                    "the training loss became {l} at epoch {} step {}; try a smaller --lr",
-                    epoch + 1,
-                    step + 1
-                );
-            }
-            loss_sum += l;
-            seen += chunk.len();
-            bar.inc(1);
+    let eval_data = eval.map(|(rows, y)| TextData {
+        texts: rows.texts,
+        labels: y,
+    });
+    let cfg = TextTrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr,
+        seed: args.seed,
+    };
+    train_text_classifier(
+        &model,
+        store,
+        &tok,
+        &data,
+        &cfg,
+        &mut |p| {
+            bar.set_length(p.steps as u64);
+            bar.set_position(p.step as u64);
             bar.set_message(format!(
                 "epoch {}/{} loss {:.4} {:.1} examples/s",
-                epoch + 1,
+                p.epoch + 1,
                 args.epochs,
-                loss_sum / (step + 1) as f64,
-                seen as f64 / started.elapsed().as_secs_f64()
+                p.loss,
+                p.examples_per_s
             ));
-        }
-        let train_loss = loss_sum / steps_per_epoch as f64;
-        match &eval {
-            Some((rows, y)) => {
-                let acc = evaluate(rows, y)?;
-                bar.suspend(|| {
-                    eprintln!(
-                        "epoch {}: train loss {train_loss:.4}, eval accuracy {acc:.4}",
-                        epoch + 1
-                    )
-                });
-            }
-            None => bar.suspend(|| eprintln!("epoch {}: train loss {train_loss:.4}", epoch + 1)),
-        }
-    }
+        },
+        &mut |epoch, loss| {
+            let line = match &eval_data {
+                Some(e) => format!(
+                    "epoch {}: train loss {loss:.4}, eval accuracy {:.4}",
+                    epoch + 1,
+                    text_accuracy(&model, &tok, e, device)?
+                ),
+                None => format!("epoch {}: train loss {loss:.4}", epoch + 1),
+            };
+            bar.suspend(|| eprintln!("{line}"));
+            Ok(())
+        },
+    )?;
     bar.finish_and_clear();
 
     let id2label: serde_json::Map<String, serde_json::Value> = classes

@@ -48,6 +48,8 @@ pub mod plot;
 #[cfg(feature = "text")]
 pub mod text;
 pub mod train;
+#[cfg(feature = "text")]
+pub mod train_text;
 
 pub use data::Dataset;
 pub use error::{Error, Result};
