@@ -153,7 +153,7 @@ impl PeftModel {
         let mut by_path: std::collections::HashMap<String, (Tensor, Tensor)> =
             built.into_iter().map(|(p, a, b)| (p, (a, b))).collect();
         let template = config.clone();
-        self.insert(name, config, |layer, _| {
+        self.insert(name, config, true, |layer, _| {
             let Some((a, b)) = by_path.remove(&layer.name) else {
                 return Ok(None);
             };

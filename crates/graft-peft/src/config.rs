@@ -297,6 +297,23 @@ impl LoraConfig {
         }
     }
 
+    /// The configuration with these layers trained whole, one copy per
+    /// adapter (e.g. a new classification head).
+    pub fn with_modules_to_save(self, modules: &[&str]) -> Self {
+        Self {
+            modules_to_save: Some(modules.iter().map(|m| m.to_string()).collect()),
+            ..self
+        }
+    }
+
+    /// The configuration with PEFT's `task_type` (`SEQ_CLS`, `CAUSAL_LM`, ...).
+    pub fn with_task_type(self, task: &str) -> Self {
+        Self {
+            task_type: Some(task.into()),
+            ..self
+        }
+    }
+
     /// A HUT configuration of rank `r` in the given reading on `targets`.
     pub fn hut(r: i64, form: HutForm, targets: &[&str]) -> Self {
         Self {

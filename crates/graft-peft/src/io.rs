@@ -246,7 +246,9 @@ impl PeftModel {
             adapters.into_iter().collect();
         let copies: HashMap<String, (Tensor, Option<Tensor>)> =
             copies.into_iter().map(|(p, w, b)| (p, (w, b))).collect();
-        self.insert(name, config, |layer, _| Ok(adapters.remove(&layer.name)))?;
+        self.insert(name, config, options.strict, |layer, _| {
+            Ok(adapters.remove(&layer.name))
+        })?;
         // The copies were made from the base: put the saved values in.
         for (path, (w, b)) in copies {
             if let Some(layer) = self.layers().get(&path) {

@@ -142,7 +142,7 @@ impl PeftModel {
     /// target rules select (spec §1.4) and copies every `modules_to_save`
     /// layer. The first adapter added becomes active.
     pub fn add_adapter(&mut self, name: &str, config: LoraConfig) -> Result<()> {
-        self.insert(name, config, |layer, config| {
+        self.insert(name, config, true, |layer, config| {
             let (r, alpha) = rank_and_alpha(config, &layer.name)?;
             Ok(Some(crate::methods::new_adapter(
                 &layer.base,
@@ -160,6 +160,7 @@ impl PeftModel {
         &mut self,
         name: &str,
         config: LoraConfig,
+        strict: bool,
         mut make: impl FnMut(&AdaptedLayer, &LoraConfig) -> Result<Option<Box<dyn Adapter>>>,
     ) -> Result<()> {
         self.check_name(name)?;
@@ -203,7 +204,9 @@ impl PeftModel {
                     n == m || n.ends_with(&format!(".{m}"))
                 }
             });
-            if !found {
+            if !found && !strict {
+                tracing::warn!(module = %m, "modules_to_save names no adaptable layer of this model");
+            } else if !found {
                 return Err(Error::config(
                     "<config>",
                     "modules_to_save",

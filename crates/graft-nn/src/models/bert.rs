@@ -333,6 +333,30 @@ impl BertForSequenceClassification {
         }
     }
 
+    /// The model with `labels` outputs on the checkpoint directory `dir`
+    /// (`config.json`, `model.safetensors`): the encoder loaded, the
+    /// classifier new unless the checkpoint has one.
+    pub fn from_pretrained(
+        vs: &nn::VarStore,
+        dir: &std::path::Path,
+        labels: i64,
+        layers: &dyn LayerFactory,
+    ) -> Result<Self> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        let config = BertConfig::from_json(&text, &path.display().to_string())?;
+        let model = Self::new(&vs.root(), &config, labels, layers);
+        let missing = load_bert_weights(vs, dir)?;
+        if let Some(m) = missing.iter().find(|m| !m.starts_with("classifier.")) {
+            return Err(Error::Invalid(format!(
+                "{}: the checkpoint has no `{m}` (is it a BERT model?)",
+                dir.display()
+            )));
+        }
+        Ok(model)
+    }
+
     /// Logits `[n, labels]`.
     pub fn forward(&self, input: &BertInput, train: bool) -> Result<Tensor> {
         let out = self.bert.forward(input, train)?;
