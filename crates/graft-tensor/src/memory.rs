@@ -143,6 +143,13 @@ pub fn current_rss_bytes() -> Option<u64> {
     status_field_kib("VmRSS:").map(|k| k * 1024)
 }
 
+/// Resets this process's peak resident set (`VmHWM`) to its current size,
+/// so that [`peak_rss_bytes`] measures from now on; `false` where the
+/// kernel does not allow it (Linux ≥ 4.0 writes `5` to `/proc/self/clear_refs`).
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// This process's peak resident set so far (`VmHWM`), in bytes; `None` off Linux.
 pub fn peak_rss_bytes() -> Option<u64> {
     status_field_kib("VmHWM:").map(|k| k * 1024)
