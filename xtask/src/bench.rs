@@ -11,7 +11,13 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     setup::ensure(None)?;
     fetch_assets::ensure()?;
-    let python = peers::ensure("core")?;
+    // The PEFT benchmark needs PEFT and torch in the peers environment.
+    let group = if args.first().is_some_and(|a| a == "peft") {
+        "peft"
+    } else {
+        "core"
+    };
+    let python = peers::ensure(group)?;
     // Benchmarks that run the `graft` command (merge) need it built.
     crate::reproduce::build_graft()?;
     let mut cargo = shell::cargo();

@@ -269,12 +269,24 @@ impl Bert {
             let q = split(l.query.forward_t(&h, train));
             let k = split(l.key.forward_t(&h, train));
             let v = split(l.value.forward_t(&h, train));
-            let scores = q.matmul(&k.transpose(-1, -2)) / (d as f64).sqrt() + &mask;
-            let probs = scores
-                .softmax(-1, Kind::Float)
-                .dropout(self.config.attention_probs_dropout_prob, train);
-            let ctx = probs
-                .matmul(&v)
+            // libtorch's fused attention (as transformers' default `sdpa`),
+            // the additive key mask broadcast over heads and queries.
+            let p = if train {
+                self.config.attention_probs_dropout_prob
+            } else {
+                0.0
+            };
+            let probs_v = Tensor::f_scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                Some(&mask),
+                p,
+                false,
+                1.0 / (d as f64).sqrt(),
+                false,
+            )?;
+            let ctx = probs_v
                 .transpose(1, 2)
                 .contiguous()
                 .view([n, len, heads * d]);
