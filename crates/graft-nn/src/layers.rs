@@ -24,6 +24,15 @@ pub trait LayerFactory {
         kernel: i64,
         config: nn::ConvConfig,
     ) -> Box<dyn nn::ModuleT>;
+    /// A 3-D convolution, weight `[out, in / groups, k, k, k]`.
+    fn conv3d(
+        &self,
+        p: &nn::Path,
+        in_dim: i64,
+        out_dim: i64,
+        kernel: i64,
+        config: nn::ConvConfig,
+    ) -> Box<dyn nn::ModuleT>;
     /// A lookup table `[num, dim]` at `p / "weight"`.
     fn embedding(&self, p: &nn::Path, num: i64, dim: i64) -> Box<dyn nn::ModuleT>;
 }
@@ -54,6 +63,17 @@ impl LayerFactory for Plain {
         config: nn::ConvConfig,
     ) -> Box<dyn nn::ModuleT> {
         Box::new(nn::conv2d(p, in_dim, out_dim, kernel, config))
+    }
+
+    fn conv3d(
+        &self,
+        p: &nn::Path,
+        in_dim: i64,
+        out_dim: i64,
+        kernel: i64,
+        config: nn::ConvConfig,
+    ) -> Box<dyn nn::ModuleT> {
+        Box::new(nn::conv3d(p, in_dim, out_dim, kernel, config))
     }
 
     fn embedding(&self, p: &nn::Path, num: i64, dim: i64) -> Box<dyn nn::ModuleT> {

@@ -56,6 +56,7 @@ pub fn read_adapter(dir: &Path) -> Result<AdapterFiles> {
         "flora_U.1",
         "flora_U.2",
         "flora_U.3",
+        "flora_U.4",
         "weight",
         "bias",
     ];
@@ -355,6 +356,7 @@ fn static_suffix(k: &str) -> Option<&'static str> {
         "flora_U.1",
         "flora_U.2",
         "flora_U.3",
+        "flora_U.4",
     ]
     .into_iter()
     .find(|s| *s == k)
@@ -378,6 +380,8 @@ fn base_layer(
         LayerKind::Embedding
     } else if w.len() == 4 {
         LayerKind::Conv2d
+    } else if w.len() == 5 {
+        LayerKind::Conv3d
     } else if w.len() == 2 {
         // The input width the adapter expects: lora_A [r, in], hut_A [in, r], flora_U.0 [in, r].
         let inp = match (tensors.contains_key("lora_A.weight"), &a) {
@@ -400,12 +404,12 @@ fn base_layer(
         return Err(Error::Unsupported {
             layer: path.into(),
             what: format!(
-                "a weight of shape {w:?} is not a Linear, Conv1D, Conv2d or Embedding weight"
+                "a weight of shape {w:?} is not a Linear, Conv1D, Conv2d, Conv3d or Embedding weight"
             ),
         });
     };
     let groups = match (kind, tensors.get("lora_A.weight")) {
-        (LayerKind::Conv2d, Some(a)) if w[1] > 0 => (a.size()[1] / w[1]).max(1),
+        (LayerKind::Conv2d | LayerKind::Conv3d, Some(a)) if w[1] > 0 => (a.size()[1] / w[1]).max(1),
         _ => 1,
     };
     Ok(BaseLayer {

@@ -6,7 +6,7 @@
 //!
 //! - Linear: `ΔW = s · U_out Gᵀ U_inᵀ` (with `G = I` it is LoRA with
 //!   `A = U_inᵀ`, `B = U_out`).
-//! - Conv2d: the update is a convolution kernel applied with the base's
+//! - Conv2d and Conv3d: the update is a convolution kernel applied with the base's
 //!   stride, padding, dilation **and groups**, so its in-mode has size
 //!   `in / groups` (the official code uses `in` and fails on grouped
 //!   convolutions); mergeable, since `ΔW` has the base weight's shape.
@@ -22,7 +22,13 @@ use crate::{Error, Result};
 use graft_tensor::tch::{Kind, Tensor};
 
 /// Key suffixes of the factors, by mode.
-const FACTOR_KEYS: [&str; 4] = ["flora_U.0", "flora_U.1", "flora_U.2", "flora_U.3"];
+const FACTOR_KEYS: [&str; 5] = [
+    "flora_U.0",
+    "flora_U.1",
+    "flora_U.2",
+    "flora_U.3",
+    "flora_U.4",
+];
 
 /// One FLoRA adapter on a Linear or Conv2d layer.
 #[derive(Debug)]
@@ -44,6 +50,7 @@ fn mode_sizes(base: &BaseLayer) -> Vec<i64> {
     let s = base.weight.size();
     match base.kind {
         LayerKind::Conv2d => vec![s[1], s[0], s[2], s[3]],
+        LayerKind::Conv3d => vec![s[1], s[0], s[2], s[3], s[4]],
         _ => vec![s[1], s[0]],
     }
 }
@@ -52,10 +59,16 @@ impl Flora {
     /// A FLoRA adapter on `base`, ranks from `flora_ranks` (else `r` for
     /// every mode), clamped to the mode sizes.
     pub fn new(base: &BaseLayer, layer: &str, r: i64, config: &LoraConfig) -> Result<Self> {
-        if !matches!(base.kind, LayerKind::Linear | LayerKind::Conv2d) {
+        if !matches!(
+            base.kind,
+            LayerKind::Linear | LayerKind::Conv2d | LayerKind::Conv3d
+        ) {
             return Err(Error::Unsupported {
                 layer: layer.into(),
-                what: format!("FLoRA wraps Linear and Conv2d layers, not {:?}", base.kind),
+                what: format!(
+                    "FLoRA wraps Linear, Conv2d and Conv3d layers, not {:?}",
+                    base.kind
+                ),
             });
         }
         let sizes = mode_sizes(base);
@@ -151,6 +164,12 @@ impl Flora {
         let u: Vec<&Tensor> = self.factors.iter().collect();
         let d = if self.factors.len() == 2 {
             Tensor::f_einsum("ab,ia,ob->oi", &[&self.core, u[0], u[1]], None::<&[i64]>)?
+        } else if self.factors.len() == 5 {
+            Tensor::f_einsum(
+                "abcde,ia,ob,xc,yd,ze->oixyz",
+                &[&self.core, u[0], u[1], u[2], u[3], u[4]],
+                None::<&[i64]>,
+            )?
         } else {
             Tensor::f_einsum(
                 "abcd,ia,ob,hc,wd->oihw",
@@ -220,7 +239,11 @@ impl Adapter for Flora {
 
 /// The key suffixes of a FLoRA adapter on a layer of `kind`.
 pub(crate) fn suffixes(kind: LayerKind) -> Vec<&'static str> {
-    let modes = if kind == LayerKind::Conv2d { 4 } else { 2 };
+    let modes = match kind {
+        LayerKind::Conv2d => 4,
+        LayerKind::Conv3d => 5,
+        _ => 2,
+    };
     std::iter::once("flora_G")
         .chain(FACTOR_KEYS[..modes].iter().copied())
         .collect()

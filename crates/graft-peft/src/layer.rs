@@ -13,8 +13,41 @@ pub enum LayerKind {
     Conv1D,
     /// 2-D convolution, `W: [out, in / groups, kh, kw]`.
     Conv2d,
+    /// 3-D convolution, `W: [out, in / groups, kd, kh, kw]`.
+    Conv3d,
     /// Lookup table `[num, dim]`.
     Embedding,
+}
+
+impl LayerKind {
+    /// Whether it is a convolution (2-D or 3-D).
+    pub fn is_conv(self) -> bool {
+        matches!(self, LayerKind::Conv2d | LayerKind::Conv3d)
+    }
+}
+
+/// A convolution of `x` by `w` with `geometry`, in as many spatial
+/// dimensions as `w` has beyond its first two.
+pub(crate) fn conv(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: i64,
+    padding: i64,
+    dilation: i64,
+    groups: i64,
+) -> std::result::Result<Tensor, graft_tensor::tch::TchError> {
+    let nd = w.dim().saturating_sub(2);
+    x.f_convolution(
+        w,
+        b,
+        vec![stride; nd].as_slice(),
+        vec![padding; nd].as_slice(),
+        vec![dilation; nd].as_slice(),
+        false,
+        vec![0i64; nd].as_slice(),
+        groups,
+    )
 }
 
 /// Convolution hyper-parameters (square, as `tch::nn::ConvConfig`).
@@ -47,7 +80,7 @@ impl Default for ConvGeometry {
 pub struct BaseLayer {
     /// The kind.
     pub kind: LayerKind,
-    /// Convolution geometry (Conv2d only).
+    /// Convolution geometry (convolutions only).
     pub conv: ConvGeometry,
     /// The weight.
     pub weight: Tensor,
@@ -63,7 +96,7 @@ impl BaseLayer {
         match self.kind {
             LayerKind::Linear => (s[1], s[0]),
             LayerKind::Conv1D => (s[0], s[1]),
-            LayerKind::Conv2d => (s[1] * self.conv.groups, s[0]),
+            LayerKind::Conv2d | LayerKind::Conv3d => (s[1] * self.conv.groups, s[0]),
             LayerKind::Embedding => (s[0], s[1]),
         }
     }
@@ -93,16 +126,10 @@ impl BaseLayer {
                     None => y,
                 }
             }
-            LayerKind::Conv2d => x
-                .f_conv2d(
-                    w,
-                    b,
-                    [self.conv.stride, self.conv.stride],
-                    [self.conv.padding, self.conv.padding],
-                    [self.conv.dilation, self.conv.dilation],
-                    self.conv.groups,
-                )
-                .map_err(shape_err)?,
+            LayerKind::Conv2d | LayerKind::Conv3d => {
+                let c = self.conv;
+                conv(x, w, b, c.stride, c.padding, c.dilation, c.groups).map_err(shape_err)?
+            }
             LayerKind::Embedding => {
                 if x.kind() != Kind::Int64 && x.kind() != Kind::Int {
                     return Err(Error::BadInput {

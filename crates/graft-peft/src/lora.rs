@@ -13,7 +13,7 @@
 
 use crate::adapter::{Adapter, Merged};
 use crate::config::{InitLora, LoraConfig};
-use crate::layer::{BaseLayer, LayerKind};
+use crate::layer::{BaseLayer, LayerKind, conv};
 use crate::{Error, Result};
 use graft_tensor::tch::{Kind, Tensor};
 
@@ -61,18 +61,19 @@ impl Lora {
         let opts = (Kind::Float, base.weight.device());
         let (a_shape, b_shape, fan_a): (Vec<i64>, Vec<i64>, i64) = match base.kind {
             LayerKind::Linear | LayerKind::Conv1D => (vec![r, inp], vec![out, r], inp),
-            LayerKind::Conv2d => {
+            LayerKind::Conv2d | LayerKind::Conv3d => {
                 let g = base.conv.groups;
                 if r % g != 0 {
                     return Err(unsupported(format!(
                         "rank {r} is not a multiple of the convolution's {g} groups"
                     )));
                 }
-                (
-                    vec![r, inp, ws[2], ws[3]],
-                    vec![out, r / g, 1, 1],
-                    inp * ws[2] * ws[3],
-                )
+                let kernel = &ws[2..];
+                let mut a = vec![r, inp];
+                a.extend_from_slice(kernel);
+                let mut b = vec![out, r / g];
+                b.extend(kernel.iter().map(|_| 1));
+                (a, b, inp * kernel.iter().product::<i64>())
             }
             LayerKind::Embedding => (vec![r, inp], vec![out, r], inp),
         };
@@ -222,7 +223,7 @@ impl Lora {
             LayerKind::Linear => b.f_matmul(&a)? * s,
             LayerKind::Conv1D => b.f_matmul(&a)?.f_tr()? * s,
             LayerKind::Embedding => b.f_matmul(&a)?.f_tr()? * s,
-            LayerKind::Conv2d => {
+            LayerKind::Conv2d | LayerKind::Conv3d => {
                 if base.conv.groups != 1 {
                     return Err(Error::Unsupported {
                         layer: String::new(),
@@ -254,24 +255,10 @@ impl Lora {
             LayerKind::Linear | LayerKind::Conv1D => x
                 .f_linear::<&Tensor>(&self.a, None)?
                 .f_linear(&self.b, self.b_bias.as_ref())?,
-            LayerKind::Conv2d => {
+            LayerKind::Conv2d | LayerKind::Conv3d => {
                 let c = base.conv;
-                x.f_conv2d::<&Tensor>(
-                    &self.a,
-                    None,
-                    [c.stride, c.stride],
-                    [c.padding, c.padding],
-                    [c.dilation, c.dilation],
-                    1,
-                )?
-                .f_conv2d(
-                    &self.b,
-                    self.b_bias.as_ref(),
-                    [1, 1],
-                    [0, 0],
-                    [1, 1],
-                    c.groups,
-                )?
+                let h = conv(&x, &self.a, None, c.stride, c.padding, c.dilation, 1)?;
+                conv(&h, &self.b, self.b_bias.as_ref(), 1, 0, 1, c.groups)?
             }
             LayerKind::Embedding => Tensor::f_embedding(&self.a.f_tr()?, &x, -1, false, false)?
                 .f_matmul(&self.b.f_tr()?)?,

@@ -147,6 +147,31 @@ impl LayerFactory for Layers {
         )
     }
 
+    fn conv3d(
+        &self,
+        p: &nn::Path,
+        in_dim: i64,
+        out_dim: i64,
+        kernel: i64,
+        config: nn::ConvConfig,
+    ) -> Box<dyn nn::ModuleT> {
+        let c = nn::conv3d(p, in_dim, out_dim, kernel, config);
+        self.build(
+            p,
+            BaseLayer {
+                kind: LayerKind::Conv3d,
+                conv: ConvGeometry {
+                    stride: config.stride,
+                    padding: config.padding,
+                    dilation: config.dilation,
+                    groups: config.groups,
+                },
+                weight: c.ws,
+                bias: c.bs,
+            },
+        )
+    }
+
     fn embedding(&self, p: &nn::Path, num: i64, dim: i64) -> Box<dyn nn::ModuleT> {
         let e = nn::embedding(p, num, dim, Default::default());
         self.build(

@@ -36,7 +36,10 @@ fn applies(m: Method, k: Kind_) -> bool {
             matches!(k, Kind_::Linear { bias: true, .. } | Kind_::Conv1D { .. })
         }
         Method::Hut(..) => matches!(k, Kind_::Linear { .. } | Kind_::Conv1D { .. }),
-        Method::Flora => matches!(k, Kind_::Linear { .. } | Kind_::Conv2d { .. }),
+        Method::Flora => matches!(
+            k,
+            Kind_::Linear { .. } | Kind_::Conv2d { .. } | Kind_::Conv3d { .. }
+        ),
     }
 }
 
@@ -71,6 +74,19 @@ fn count(m: Method, k: Kind_, r: i64) -> i64 {
             },
         ) => {
             let dims = [inp / groups, out, k, k];
+            let ranks: Vec<i64> = dims.iter().map(|d| r.min(*d)).collect();
+            ranks.iter().product::<i64>() + dims.iter().zip(&ranks).map(|(d, r)| d * r).sum::<i64>()
+        }
+        (
+            Method::Flora,
+            Kind_::Conv3d {
+                inp,
+                out,
+                k,
+                groups,
+            },
+        ) => {
+            let dims = [inp / groups, out, k, k, k];
             let ranks: Vec<i64> = dims.iter().map(|d| r.min(*d)).collect();
             ranks.iter().product::<i64>() + dims.iter().zip(&ranks).map(|(d, r)| d * r).sum::<i64>()
         }

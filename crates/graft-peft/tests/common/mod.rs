@@ -28,6 +28,12 @@ pub enum Kind_ {
         dilation: i64,
         groups: i64,
     },
+    Conv3d {
+        inp: i64,
+        out: i64,
+        k: i64,
+        groups: i64,
+    },
     Embedding {
         num: i64,
         dim: i64,
@@ -39,7 +45,7 @@ impl Kind_ {
         matches!(self, Kind_::Linear { .. } | Kind_::Conv2d { groups: 1, .. })
     }
     pub fn mergeable(self) -> bool {
-        !matches!(self, Kind_::Conv2d { groups, .. } if groups > 1)
+        !matches!(self, Kind_::Conv2d { groups, .. } | Kind_::Conv3d { groups, .. } if groups > 1)
     }
     /// The closed form of a LoRA adapter's trainable count (spec §1.3).
     pub fn count(self, r: i64, dora: bool) -> i64 {
@@ -52,6 +58,12 @@ impl Kind_ {
                 groups,
                 ..
             } => r * inp * k * k + out * r / groups,
+            Kind_::Conv3d {
+                inp,
+                out,
+                k,
+                groups,
+            } => r * inp * k * k * k + out * r / groups,
             Kind_::Embedding { num, dim } => r * (num + dim),
         };
         let out = match self {
@@ -90,6 +102,18 @@ pub fn kind() -> impl Strategy<Value = Kind_> {
                     groups
                 }
             ),
+        (
+            1i64..3,
+            1i64..3,
+            prop_oneof![Just(1i64), Just(2)],
+            prop_oneof![Just(1i64), Just(2)]
+        )
+            .prop_map(|(i, o, k, groups)| Kind_::Conv3d {
+                inp: i * groups,
+                out: o * groups,
+                k,
+                groups
+            }),
         (2i64..12, 1i64..7).prop_map(|(num, dim)| Kind_::Embedding { num, dim }),
     ]
 }
@@ -143,6 +167,22 @@ pub fn case(k: Kind_, seed: i64) -> Case {
                 Tensor::randn([2, inp, 7, 6], opts),
             )
         }
+        Kind_::Conv3d {
+            inp,
+            out,
+            k,
+            groups,
+        } => {
+            let c = nn::ConvConfig {
+                padding: 1,
+                groups,
+                ..Default::default()
+            };
+            (
+                layers.conv3d(&p, inp, out, k, c),
+                Tensor::randn([2, inp, 4, 5, 3], opts),
+            )
+        }
         Kind_::Embedding { num, dim } => (
             layers.embedding(&p, num, dim),
             Tensor::randint(num, [2, 5], (Kind::Int64, Device::Cpu)),
@@ -177,7 +217,7 @@ pub fn config(r: i64, alpha: f64, rslora: bool, dora: bool) -> LoraConfig {
 
 pub fn rank(k: Kind_, r: i64) -> i64 {
     match k {
-        Kind_::Conv2d { groups, .. } => r * groups,
+        Kind_::Conv2d { groups, .. } | Kind_::Conv3d { groups, .. } => r * groups,
         _ => r,
     }
 }
