@@ -11,7 +11,7 @@ use crate::{Error, Result};
 use graft_tensor::tch::{Kind, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// An isotropic Gaussian mixture in d dimensions (s_k = 0 is a Dirac).
 #[derive(Debug)]
@@ -294,13 +294,13 @@ impl Gmm {
 /// The GMM oracle as a [`Model`] under a process, predicting in a chosen parameterization.
 pub struct GmmModel {
     gmm: Gmm,
-    process: Rc<dyn Process>,
+    process: Arc<dyn Process>,
     param: Parameterization,
 }
 
 impl GmmModel {
     /// The exact model of `gmm` under `process`, predicting `param`.
-    pub fn new(gmm: Gmm, process: Rc<dyn Process>, param: Parameterization) -> Self {
+    pub fn new(gmm: Gmm, process: Arc<dyn Process>, param: Parameterization) -> Self {
         Self {
             gmm,
             process,
@@ -312,7 +312,7 @@ impl GmmModel {
         &self.gmm
     }
     /// The process.
-    pub fn process(&self) -> &Rc<dyn Process> {
+    pub fn process(&self) -> &Arc<dyn Process> {
         &self.process
     }
 }

@@ -8,7 +8,7 @@ use crate::process::Process;
 use crate::{Error, Result};
 use graft_tensor::tch::nn::{self, Module, OptimizerConfig};
 use graft_tensor::tch::{Device, Kind, Tensor};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// The MLP's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -55,7 +55,7 @@ pub struct MlpDenoiser {
     net: nn::Sequential,
     shape: MlpShape,
     param: Parameterization,
-    process: Rc<dyn Process>,
+    process: Arc<dyn Process>,
     cond: Option<Tensor>,
 }
 
@@ -91,7 +91,7 @@ fn embed(lams: &[f64]) -> Tensor {
 impl MlpDenoiser {
     /// A freshly initialised network (libtorch's generator seeded with `seed`).
     pub fn new(
-        process: Rc<dyn Process>,
+        process: Arc<dyn Process>,
         shape: MlpShape,
         param: Parameterization,
         seed: u64,
@@ -134,7 +134,7 @@ impl MlpDenoiser {
     }
 
     /// The process it was built for.
-    pub fn process(&self) -> &Rc<dyn Process> {
+    pub fn process(&self) -> &Arc<dyn Process> {
         &self.process
     }
 
@@ -159,7 +159,7 @@ impl MlpDenoiser {
     }
 
     /// Replaces the process (e.g. the same schedule with a per-sample μ).
-    pub fn set_process(&mut self, process: Rc<dyn Process>) {
+    pub fn set_process(&mut self, process: Arc<dyn Process>) {
         self.process = process;
     }
 

@@ -7,14 +7,14 @@ use crate::saved::ProcessSpec;
 use graft_tensor::tch::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A GMM under a process, with the time range to sample over.
 pub struct Problem {
     /// Short name (`r1`, `r2`, `r3`).
     pub name: &'static str,
     /// The process (its μ is the mean it reverts to).
-    pub process: Rc<dyn Process>,
+    pub process: Arc<dyn Process>,
     /// The process as a saved denoiser's configuration names it.
     pub process_spec: ProcessSpec,
     /// The data mixture.

@@ -7,8 +7,9 @@
 use crate::{Error, Result};
 use graft_tensor::tch::Tensor;
 
-/// A diffusion process with an affine drift.
-pub trait Process {
+/// A diffusion process with an affine drift; `Send + Sync`, so a model
+/// holding one (`Arc<dyn Process>`) can move between and serve threads.
+pub trait Process: Send + Sync {
     /// `ln α_t`.
     fn log_alpha(&self, t: f64) -> f64;
     /// `σ_t` (the noise standard deviation of the marginal).
@@ -268,7 +269,7 @@ impl ContinuousCosine {
 pub struct MeanReverting {
     theta: ThetaSchedule,
     sigma_inf: f64,
-    mu: Option<Tensor>,
+    mu: Option<graft_tensor::shared::SharedTensor>,
 }
 
 impl MeanReverting {
@@ -284,7 +285,7 @@ impl MeanReverting {
         Ok(Self {
             theta,
             sigma_inf,
-            mu,
+            mu: mu.map(graft_tensor::shared::SharedTensor::new),
         })
     }
     /// The reference discrete cosine table (T, eps) with σ∞ and μ.
@@ -350,7 +351,7 @@ impl Process for MeanReverting {
         self.sigma_inf
     }
     fn mu(&self) -> Option<&Tensor> {
-        self.mu.as_ref()
+        self.mu.as_deref()
     }
     fn t_range(&self) -> (f64, f64) {
         self.theta.t_range()

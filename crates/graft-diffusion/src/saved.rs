@@ -33,7 +33,7 @@ use graft_tensor::tch::{Kind, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// The `format` of a saved denoiser's `config.json`.
 pub const FORMAT: &str = "graft-mlp-denoiser";
@@ -97,27 +97,27 @@ pub enum ProcessSpec {
 
 impl ProcessSpec {
     /// Builds the process, mean-reverting ones towards `mu`.
-    pub fn build(&self, mu: Option<Tensor>) -> Result<Rc<dyn Process>> {
+    pub fn build(&self, mu: Option<Tensor>) -> Result<Arc<dyn Process>> {
         Ok(match *self {
             Self::MeanRevertingTable {
                 table,
                 steps,
                 eps,
                 sigma_inf,
-            } => Rc::new(MeanReverting::new(
+            } => Arc::new(MeanReverting::new(
                 ThetaSchedule::Table(ThetaTable::new(table, steps, eps)?),
                 sigma_inf,
                 mu,
             )?),
             Self::MeanRevertingCosine { eps, sigma_inf } => {
-                Rc::new(MeanReverting::continuous_cosine(eps, sigma_inf, mu)?)
+                Arc::new(MeanReverting::continuous_cosine(eps, sigma_inf, mu)?)
             }
-            Self::Vp => Rc::new(MeanReverting::vp()),
+            Self::Vp => Arc::new(MeanReverting::vp()),
             Self::Ve {
                 sigma_min,
                 sigma_max,
-            } => Rc::new(Ve::new(sigma_min, sigma_max)?),
-            Self::Edm { sigma_max } => Rc::new(Edm { sigma_max }),
+            } => Arc::new(Ve::new(sigma_min, sigma_max)?),
+            Self::Edm { sigma_max } => Arc::new(Edm { sigma_max }),
         })
     }
 }

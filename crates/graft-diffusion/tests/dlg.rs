@@ -14,10 +14,10 @@ use graft_diffusion::param::Parameterization;
 use graft_diffusion::process::{MeanReverting, Process, Ve};
 use graft_diffusion::samplers::{Dlg, EdmHeun, ExactLevels, LevelChoice};
 use graft_tensor::tch::Tensor;
-use std::rc::Rc;
+use std::sync::Arc;
 
-fn setup() -> (Rc<Ve>, Gmm, GmmModel) {
-    let ve = Rc::new(Ve::new(0.002, 20.0).unwrap());
+fn setup() -> (Arc<Ve>, Gmm, GmmModel) {
+    let ve = Arc::new(Ve::new(0.002, 20.0).unwrap());
     let g = Gmm::new(
         vec![1.0, 1.0],
         t2(&[vec![-1.0, 0.0, 0.5], vec![1.0, 0.5, -0.5]]),
@@ -246,11 +246,11 @@ fn tweedie_adds_one_nfe_and_emit_is_the_step_free_case() {
 #[test]
 fn tweedie_step_is_the_oracle_posterior_mean() {
     let (ve, g, _) = setup();
-    let mr: Rc<dyn Process> = Rc::new(
+    let mr: Arc<dyn Process> = Arc::new(
         MeanReverting::continuous_cosine(1e-3, 0.7, Some(t1(&[0.3, -0.2, 0.1]).unsqueeze(0)))
             .unwrap(),
     );
-    let cases: Vec<(Rc<dyn Process>, f64, f64)> = vec![
+    let cases: Vec<(Arc<dyn Process>, f64, f64)> = vec![
         (ve.clone(), 1.0, ve.t_of_lambda(-(1e-2f64).ln()).unwrap()),
         (mr.clone(), 0.999, 0.02),
     ];
@@ -302,7 +302,7 @@ fn tweedie_outside_the_process_or_at_zero_sigma_is_refused() {
         "{:?}",
         err.err()
     );
-    let vp: Rc<dyn Process> = Rc::new(MeanReverting::vp());
+    let vp: Arc<dyn Process> = Arc::new(MeanReverting::vp());
     let mv = GmmModel::new(g.clone(), vp.clone(), Parameterization::Noise);
     let post = ExactLevels {
         gmm: &g,
@@ -336,8 +336,8 @@ fn tweedie_outside_the_process_or_at_zero_sigma_is_refused() {
 fn langevin_step_with_a_vector_mu_and_a_one_chain_level_group() {
     let g = setup().1;
     let mu = t1(&[0.3, -0.2, 0.1]);
-    let p: Rc<dyn Process> =
-        Rc::new(MeanReverting::continuous_cosine(1e-3, 0.7, Some(mu)).unwrap());
+    let p: Arc<dyn Process> =
+        Arc::new(MeanReverting::continuous_cosine(1e-3, 0.7, Some(mu)).unwrap());
     let m = GmmModel::new(g.clone(), p.clone(), Parameterization::Noise);
     let post = ExactLevels {
         gmm: &g,

@@ -14,7 +14,7 @@ use graft_diffusion::process::MeanReverting;
 use graft_diffusion::samplers::{DpmSolverSingle, Mrs, Posterior, Sampler};
 use graft_tensor::tch::Tensor;
 
-fn setup() -> (std::rc::Rc<MeanReverting>, Gmm, Tensor) {
+fn setup() -> (std::sync::Arc<MeanReverting>, Gmm, Tensor) {
     let p = cosine(1.0, None);
     let g = Gmm::new(vec![1.0], t2(&[vec![0.1, 0.2]]), vec![0.3]).unwrap();
     let x = randn(&mut rng(0), 4, 2);

@@ -17,7 +17,7 @@ use graft_diffusion::samplers::{
 use graft_tensor::tch::Tensor;
 use graft_tensor::testing::{bitwise_equal, proptest_config};
 use proptest::prelude::*;
-use std::rc::Rc;
+use std::sync::Arc;
 
 fn all_ode_mrs() -> Vec<Mrs> {
     let mut v = Vec::new();
@@ -61,7 +61,7 @@ proptest! {
     }
 }
 
-fn problem(seed: u64, sigma_inf: f64, d: i64) -> (Rc<MeanReverting>, Gmm, Tensor) {
+fn problem(seed: u64, sigma_inf: f64, d: i64) -> (Arc<MeanReverting>, Gmm, Tensor) {
     let mut r = rng(seed);
     let mu = randn(&mut r, 1, d).squeeze_dim(0) * 0.3;
     let p = cosine(sigma_inf, Some(mu));
@@ -124,7 +124,7 @@ proptest! {
         let d = 3;
         let (p, g, x) = problem(seed, sigma_inf, d);
         let mu = p.mu().unwrap().shallow_clone();
-        let vp = Rc::new(p.with(1.0, None).unwrap());
+        let vp = Arc::new(p.with(1.0, None).unwrap());
         let gz = Gmm::new(g.weights().to_vec(), (g.means() - &mu) / sigma_inf, g.stds().iter().map(|s| s / sigma_inf).collect()).unwrap();
         let z = (&x - &mu) / sigma_inf;
         let grid = StepGrid::UniformLambda { lambda_min: None }.times(&*p, nfe, 0.9, 1e-3).unwrap();

@@ -104,3 +104,38 @@ fn wrong_input_or_condition_shapes_are_errors_not_crashes() {
     let err = net.eval(&wide, 0.5).unwrap_err().to_string();
     assert!(err.contains("[-1, 2]") && err.contains("[4, 5]"), "{err}");
 }
+
+/// A denoiser (with its process and μ) moves to another thread and
+/// evaluates there as it does here; processes are shared between threads.
+#[test]
+fn a_denoiser_moves_between_threads() {
+    fn shareable<T: Send + Sync + ?Sized>() {}
+    fn movable<T: Send>() {}
+    shareable::<dyn graft_diffusion::process::Process>();
+    movable::<MlpDenoiser>();
+    let mu = graft_tensor::tch::Tensor::from_slice(&[0.5f64, -0.5]).view([1, 2]);
+    let p = cosine(1.0, Some(mu));
+    let net = MlpDenoiser::new(
+        p.clone(),
+        MlpShape {
+            dim: 2,
+            cond_dim: 0,
+            hidden: 8,
+            layers: 2,
+        },
+        P::Noise,
+        3,
+    );
+    let x =
+        graft_tensor::tch::Tensor::randn([4, 2], (Kind::Double, graft_tensor::tch::Device::Cpu));
+    let here = net.eval(&x, 0.5).unwrap();
+    let (x2, p2) = (x.shallow_clone(), p.clone());
+    let there = std::thread::spawn(move || {
+        let centered = graft_diffusion::process::centered(&*p2, &x2);
+        (net.eval(&x2, 0.5).unwrap(), centered)
+    })
+    .join()
+    .unwrap();
+    assert!(there.0.equal(&here));
+    assert!(there.1.equal(&graft_diffusion::process::centered(&*p, &x)));
+}

@@ -47,6 +47,8 @@ pub mod output;
 pub mod safetensors;
 #[cfg(feature = "tch")]
 pub mod seed;
+#[cfg(feature = "tch")]
+pub mod shared;
 
 pub use error::{Error, Result};
 

@@ -27,7 +27,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::rc::Rc;
+use std::sync::Arc;
 
 const SIGMA_MIN: f64 = 0.01;
 const SIGMA_MAX: f64 = 10.0;
@@ -191,7 +191,7 @@ pub(super) fn l3(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
     // The denoiser: MLP 3×256 on the VP twin, ε-MSE, t uniform (σ log-uniform).
     let den_steps = ctx.pick(800, 8000);
     let mut net = MlpDenoiser::new(
-        Rc::new(ScaledVe(ve)),
+        Arc::new(ScaledVe(ve)),
         MlpShape {
             dim: 64,
             cond_dim: 0,

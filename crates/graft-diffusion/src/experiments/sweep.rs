@@ -21,7 +21,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A pathwise case: label, sampler, grid, model.
 type PathCase<'a> = (String, Box<dyn Sampler>, StepGrid, &'a dyn Model);
@@ -127,7 +127,7 @@ fn fmt_nfe(n: Option<usize>, max: usize) -> String {
 /// Max error of an MRS ODE solver on the single Gaussian N(0.7, 0.3²) (VP,
 /// continuous cosine, uniform λ from 1 to 1e−3), first order−1 steps exact.
 fn order_error(form: Form, order: usize, third: ThirdOrder, nfe: usize) -> Result<f64> {
-    let p: Rc<dyn Process> = Rc::new(MeanReverting::continuous_cosine(0.005, 1.0, None)?);
+    let p: Arc<dyn Process> = Arc::new(MeanReverting::continuous_cosine(0.005, 1.0, None)?);
     let (m, s, t0, te) = (0.7, 0.3, 1.0, 1e-3);
     let g = Gmm::new(vec![1.0], Tensor::from_slice(&[m]).unsqueeze(0), vec![s])?;
     let model = GmmModel::new(g, p.clone(), Parameterization::Noise);

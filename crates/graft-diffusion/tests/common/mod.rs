@@ -7,7 +7,7 @@ use graft_diffusion::process::{MeanReverting, Process};
 use graft_tensor::tch::{Kind, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// An f64 tensor `[n, d]` from rows.
 pub fn t2(rows: &[Vec<f64>]) -> Tensor {
@@ -45,12 +45,12 @@ pub fn randn(rng: &mut ChaCha8Rng, n: i64, d: i64) -> Tensor {
 }
 
 /// The continuous-cosine MR process (eps 0.005) with σ∞ and μ.
-pub fn cosine(sigma_inf: f64, mu: Option<Tensor>) -> Rc<MeanReverting> {
-    Rc::new(MeanReverting::continuous_cosine(0.005, sigma_inf, mu).unwrap())
+pub fn cosine(sigma_inf: f64, mu: Option<Tensor>) -> Arc<MeanReverting> {
+    Arc::new(MeanReverting::continuous_cosine(0.005, sigma_inf, mu).unwrap())
 }
 
 /// The exact model of `gmm` under `process`.
-pub fn oracle(gmm: &Gmm, process: Rc<dyn Process>, p: Parameterization) -> GmmModel {
+pub fn oracle(gmm: &Gmm, process: Arc<dyn Process>, p: Parameterization) -> GmmModel {
     GmmModel::new(gmm.clone(), process, p)
 }
 
