@@ -16,6 +16,7 @@
 use crate::config::LoraConfig;
 use crate::io::{CONFIG_FILE, WEIGHTS_FILE, adapter_dir};
 use crate::layer::{BaseLayer, ConvGeometry, LayerKind};
+use crate::methods::ADAPTER_SUFFIXES;
 use crate::model::KEY_PREFIX;
 use crate::targets::rank_and_alpha;
 use crate::{Error, Result};
@@ -40,30 +41,12 @@ pub fn read_adapter(dir: &Path) -> Result<AdapterFiles> {
     let text = graft_tensor::input::read_text(&config_path, graft_tensor::input::CONFIG_LIMIT)?;
     let config = LoraConfig::from_json(&text, &config_path.display().to_string())?;
     let file = Checkpoint::open(dir.join(WEIGHTS_FILE))?;
-    let suffixes = [
-        "lora_A.weight",
-        "lora_B.weight",
-        "lora_B.bias",
-        "lora_embedding_A",
-        "lora_embedding_B",
-        "lora_magnitude_vector",
-        "hut_A",
-        "hut_B",
-        "hut_gamma",
-        "hut_beta",
-        "flora_G",
-        "flora_U.0",
-        "flora_U.1",
-        "flora_U.2",
-        "flora_U.3",
-        "flora_U.4",
-        "weight",
-        "bias",
-    ];
+    // Adapter tensors, then a `modules_to_save` copy's own `weight` / `bias`.
+    let suffixes = ADAPTER_SUFFIXES.iter().chain(&["weight", "bias"]);
     let mut modules: BTreeMap<String, BTreeMap<String, Tensor>> = BTreeMap::new();
     for key in file.names() {
         let short = key.strip_prefix(KEY_PREFIX).unwrap_or(key);
-        let Some(suffix) = suffixes.iter().find(|s| short.ends_with(&format!(".{s}"))) else {
+        let Some(suffix) = suffixes.clone().find(|s| short.ends_with(&format!(".{s}"))) else {
             return Err(Error::Keys {
                 file: dir.join(WEIGHTS_FILE),
                 problem: "unexpected",
@@ -340,26 +323,7 @@ fn label_config(config: &Path, adapter: &Path, adapter_config: &LoraConfig) -> R
 }
 
 fn static_suffix(k: &str) -> Option<&'static str> {
-    [
-        "lora_A.weight",
-        "lora_B.weight",
-        "lora_B.bias",
-        "lora_embedding_A",
-        "lora_embedding_B",
-        "lora_magnitude_vector",
-        "hut_A",
-        "hut_B",
-        "hut_gamma",
-        "hut_beta",
-        "flora_G",
-        "flora_U.0",
-        "flora_U.1",
-        "flora_U.2",
-        "flora_U.3",
-        "flora_U.4",
-    ]
-    .into_iter()
-    .find(|s| *s == k)
+    ADAPTER_SUFFIXES.into_iter().find(|s| *s == k)
 }
 
 /// The base layer of an adapter module, its kind read from the shapes.

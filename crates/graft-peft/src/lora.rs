@@ -42,24 +42,20 @@ pub struct Lora {
     pub kind: LayerKind,
 }
 
+/// `(A's shape, B's shape, A's fan-in)`.
+type Shapes = (Vec<i64>, Vec<i64>, i64);
+
 impl Lora {
-    /// A new adapter of rank `r` and `α = alpha` on `base` (the layer at
-    /// `layer`), initialised as `config.init_lora_weights` says.
-    pub fn new(
-        base: &BaseLayer,
-        layer: &str,
-        r: i64,
-        alpha: f64,
-        config: &LoraConfig,
-    ) -> Result<Self> {
+    /// The shapes of rank-`r` factors on `base`, after checking that
+    /// `config` (DoRA, `lora_bias`, groups) can apply to it.
+    fn shapes(base: &BaseLayer, layer: &str, r: i64, config: &LoraConfig) -> Result<Shapes> {
         let unsupported = |what: String| Error::Unsupported {
             layer: layer.into(),
             what,
         };
         let ws = base.weight.size();
         let (inp, out) = base.features();
-        let opts = (Kind::Float, base.weight.device());
-        let (a_shape, b_shape, fan_a): (Vec<i64>, Vec<i64>, i64) = match base.kind {
+        let shapes = match base.kind {
             LayerKind::Linear | LayerKind::Conv1D => (vec![r, inp], vec![out, r], inp),
             LayerKind::Conv2d | LayerKind::Conv3d => {
                 let g = base.conv.groups;
@@ -92,6 +88,25 @@ impl Lora {
         if config.use_dora && config.lora_bias {
             return Err(unsupported("lora_bias cannot be combined with DoRA".into()));
         }
+        Ok(shapes)
+    }
+
+    /// A new adapter of rank `r` and `α = alpha` on `base` (the layer at
+    /// `layer`), initialised as `config.init_lora_weights` says.
+    pub fn new(
+        base: &BaseLayer,
+        layer: &str,
+        r: i64,
+        alpha: f64,
+        config: &LoraConfig,
+    ) -> Result<Self> {
+        let (a_shape, b_shape, fan_a) = Self::shapes(base, layer, r, config)?;
+        let unsupported = |what: String| Error::Unsupported {
+            layer: layer.into(),
+            what,
+        };
+        let out = base.features().1;
+        let opts = (Kind::Float, base.weight.device());
         let uniform = |shape: &[i64], fan: i64| {
             let bound = 1.0 / (fan as f64).sqrt();
             Tensor::f_empty(shape, opts).and_then(|t| t.f_uniform(-bound, bound))
@@ -161,47 +176,46 @@ impl Lora {
         alpha: f64,
         config: &LoraConfig,
     ) -> Result<Self> {
-        let r = a.size().first().copied().unwrap_or(0);
-        let template = Lora::new(
-            base,
-            layer,
-            r.max(1),
-            alpha,
-            &LoraConfig {
-                init_lora_weights: InitLora::Flag(false),
-                use_dora: magnitude.is_some(),
-                lora_bias: b_bias.is_some(),
-                ..config.clone()
-            },
-        )?;
-        let check = |what: &str, got: &Tensor, want: &Tensor| {
-            if got.size() != want.size() {
+        let r = a.size().first().copied().unwrap_or(0).max(1);
+        let config = LoraConfig {
+            use_dora: magnitude.is_some(),
+            lora_bias: b_bias.is_some(),
+            ..config.clone()
+        };
+        let (a_shape, b_shape, _) = Self::shapes(base, layer, r, &config)?;
+        let out = base.features().1;
+        let device = base.weight.device();
+        let check = |what: &str, got: Tensor, want: &[i64]| {
+            if got.size() != want {
                 Err(Error::Shape {
                     what: format!("`{layer}.{what}`"),
-                    expected: want.size(),
+                    expected: want.to_vec(),
                     got: got.size(),
                 })
             } else {
                 Ok(got
                     .to_kind(Kind::Float)
-                    .to_device(want.device())
+                    .to_device(device)
                     .detach()
                     .set_requires_grad(true))
             }
         };
         let (sa, sb) = suffixes(base.kind);
         Ok(Self {
-            a: check(sa, &a, &template.a)?,
-            b: check(sb, &b, &template.b)?,
-            b_bias: match (&b_bias, &template.b_bias) {
-                (Some(x), Some(t)) => Some(check("lora_B.bias", x, t)?),
-                _ => None,
-            },
-            magnitude: match (&magnitude, &template.magnitude) {
-                (Some(x), Some(t)) => Some(check("lora_magnitude_vector", x, t)?),
-                _ => None,
-            },
-            ..template
+            a: check(sa, a, &a_shape)?,
+            b: check(sb, b, &b_shape)?,
+            b_bias: b_bias
+                .map(|t| check("lora_B.bias", t, &[out]))
+                .transpose()?,
+            magnitude: magnitude
+                .map(|t| check("lora_magnitude_vector", t, &[out]))
+                .transpose()?,
+            r,
+            alpha,
+            rslora: config.use_rslora,
+            dropout: config.lora_dropout,
+            scale_factor: 1.0,
+            kind: base.kind,
         })
     }
 

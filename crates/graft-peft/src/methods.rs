@@ -12,6 +12,26 @@ use crate::{Error, Result};
 use graft_tensor::tch::Tensor;
 use std::collections::BTreeMap;
 
+/// Every key suffix an adapter tensor can have in a file, all methods.
+pub(crate) const ADAPTER_SUFFIXES: [&str; 16] = [
+    "lora_A.weight",
+    "lora_B.weight",
+    "lora_B.bias",
+    "lora_embedding_A",
+    "lora_embedding_B",
+    "lora_magnitude_vector",
+    "hut_A",
+    "hut_B",
+    "hut_gamma",
+    "hut_beta",
+    "flora_G",
+    "flora_U.0",
+    "flora_U.1",
+    "flora_U.2",
+    "flora_U.3",
+    "flora_U.4",
+];
+
 /// A fresh adapter of `config`'s method on `base` (the layer `layer`),
 /// with rank `r` and `α = alpha` from the target rules.
 pub(crate) fn new_adapter(

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub(crate) type Shared = Arc<Mutex<AdaptedLayer>>;
 
 /// The adaptable layers of a model, by path; cheap to clone (shared).
+/// Building two layers at one path through it panics, naming the path.
 #[derive(Debug, Clone, Default)]
 pub struct Layers {
     layers: Arc<Mutex<BTreeMap<String, Shared>>>,
@@ -77,13 +78,41 @@ impl Layers {
         p.components().collect::<Vec<_>>().join(".")
     }
 
+    /// Registers the layer built at `p`. A `LayerFactory` cannot return an
+    /// error, so a second layer at one path panics (tch itself would rename
+    /// its variables `weight__N`, which no checkpoint or adapter names).
     fn build(&self, p: &nn::Path, base: BaseLayer) -> Box<dyn nn::ModuleT> {
         let path = Self::path_of(p);
         match self.register(&path, base) {
             Ok(layer) => Box::new(layer),
-            // tch's own constructors panic on a name taken twice too.
             Err(e) => panic!("{e}"),
         }
+    }
+
+    /// [`build`](Self::build) for a convolution of `kind` with tch's `config`.
+    fn build_conv(
+        &self,
+        p: &nn::Path,
+        kind: LayerKind,
+        config: nn::ConvConfig,
+        weight: Tensor,
+        bias: Option<Tensor>,
+    ) -> Box<dyn nn::ModuleT> {
+        let conv = ConvGeometry {
+            stride: config.stride,
+            padding: config.padding,
+            dilation: config.dilation,
+            groups: config.groups,
+        };
+        self.build(
+            p,
+            BaseLayer {
+                kind,
+                conv,
+                weight,
+                bias,
+            },
+        )
     }
 }
 
@@ -131,20 +160,7 @@ impl LayerFactory for Layers {
         config: nn::ConvConfig,
     ) -> Box<dyn nn::ModuleT> {
         let c = nn::conv2d(p, in_dim, out_dim, kernel, config);
-        self.build(
-            p,
-            BaseLayer {
-                kind: LayerKind::Conv2d,
-                conv: ConvGeometry {
-                    stride: config.stride,
-                    padding: config.padding,
-                    dilation: config.dilation,
-                    groups: config.groups,
-                },
-                weight: c.ws,
-                bias: c.bs,
-            },
-        )
+        self.build_conv(p, LayerKind::Conv2d, config, c.ws, c.bs)
     }
 
     fn conv3d(
@@ -156,20 +172,7 @@ impl LayerFactory for Layers {
         config: nn::ConvConfig,
     ) -> Box<dyn nn::ModuleT> {
         let c = nn::conv3d(p, in_dim, out_dim, kernel, config);
-        self.build(
-            p,
-            BaseLayer {
-                kind: LayerKind::Conv3d,
-                conv: ConvGeometry {
-                    stride: config.stride,
-                    padding: config.padding,
-                    dilation: config.dilation,
-                    groups: config.groups,
-                },
-                weight: c.ws,
-                bias: c.bs,
-            },
-        )
+        self.build_conv(p, LayerKind::Conv3d, config, c.ws, c.bs)
     }
 
     fn embedding(&self, p: &nn::Path, num: i64, dim: i64) -> Box<dyn nn::ModuleT> {
