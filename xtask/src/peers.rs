@@ -15,7 +15,7 @@ use std::process::Command;
 const TASK: &str = "peers";
 
 /// The groups, each a requirements file under `xtask/peers/`.
-const GROUPS: &[&str] = &["core", "mergekit", "peft"];
+const GROUPS: &[&str] = &["core", "mergekit", "peft", "unlearn"];
 
 /// `cargo xtask peers [GROUP]`.
 pub fn run(args: &[String]) -> Result<()> {

@@ -37,6 +37,11 @@ pub fn experiments() -> Vec<Experiment> {
             run: graft_peft::experiments::run,
         },
         Experiment {
+            name: "unlearn",
+            about: "unlearning: SSD against retraining, fine-tuning, NegGrad and random labels on full-class forgetting, and the corrective BadNets and interclass-confusion settings, on digits and MNIST 5k (unlearning spec §7)",
+            run: graft_unlearn::experiments::run,
+        },
+        Experiment {
             name: "rev",
             about: "reversible networks: activation memory vs depth, reversible 3D U-Net at a fixed memory budget, reversible Heun (reversible spec §6)",
             run: graft_rev::experiments::run,

@@ -136,7 +136,7 @@ fn build_optimizer(vs: &VarStore, cfg: &TrainConfig) -> Result<nn::Optimizer> {
 /// `graft_tensor::seed::seed_everything`, the same seed and thread count
 /// give the same weights bit for bit.
 pub fn train_classifier(
-    model: &impl ModuleT,
+    model: &(impl ModuleT + ?Sized),
     vs: &VarStore,
     train: &Dataset,
     val: Option<&Dataset>,
@@ -147,7 +147,7 @@ pub fn train_classifier(
 
 /// [`train_classifier`], calling `progress` after every step.
 pub fn train_classifier_with_progress(
-    model: &impl ModuleT,
+    model: &(impl ModuleT + ?Sized),
     vs: &VarStore,
     train: &Dataset,
     val: Option<&Dataset>,
@@ -237,7 +237,7 @@ pub fn train_classifier_with_progress(
 
 /// Mean cross-entropy and accuracy of `model` on `data` (on the model's
 /// device), in eval mode, without gradients.
-pub fn evaluate(model: &impl ModuleT, data: &Dataset, batch_size: usize) -> Result<Metrics> {
+pub fn evaluate(model: &(impl ModuleT + ?Sized), data: &Dataset, batch_size: usize) -> Result<Metrics> {
     if data.is_empty() {
         return Err(Error::Invalid(format!(
             "evaluation set `{}` is empty",
@@ -271,7 +271,7 @@ pub fn evaluate(model: &impl ModuleT, data: &Dataset, batch_size: usize) -> Resu
 }
 
 /// Predicted classes (argmax of the logits) for every example of `data`.
-pub fn predict(model: &impl ModuleT, data: &Dataset, batch_size: usize) -> Result<Tensor> {
+pub fn predict(model: &(impl ModuleT + ?Sized), data: &Dataset, batch_size: usize) -> Result<Tensor> {
     graft_tensor::tch::no_grad(|| {
         let parts: Vec<Tensor> = data
             .batches(batch_size, None)?

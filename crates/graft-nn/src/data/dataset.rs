@@ -107,6 +107,33 @@ impl Dataset {
         })
     }
 
+    /// `self` followed by `other` (same input shape and classes), named `name`.
+    pub fn concat(&self, other: &Dataset, name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        if self.input_shape() != other.input_shape() || self.num_classes != other.num_classes {
+            return Err(Error::Invalid(format!(
+                "cannot join `{}` (inputs {:?}, {} classes) and `{}` (inputs {:?}, {} classes) into `{name}`",
+                self.name,
+                self.input_shape(),
+                self.num_classes,
+                other.name,
+                other.input_shape(),
+                other.num_classes
+            )));
+        }
+        Ok(Self {
+            inputs: Tensor::f_cat(&[&self.inputs, &other.inputs], 0)?,
+            labels: Tensor::f_cat(&[&self.labels, &other.labels], 0)?,
+            num_classes: self.num_classes,
+            name,
+        })
+    }
+
+    /// The same examples with other labels (same length, in `0..num_classes`).
+    pub fn relabelled(&self, labels: Tensor) -> Result<Self> {
+        Self::new(self.inputs.shallow_clone(), labels, self.num_classes, self.name.clone())
+    }
+
     /// A seeded permutation of `0..len`.
     pub fn permutation(&self, seed: u64) -> Vec<i64> {
         let mut idx: Vec<i64> = (0..self.len() as i64).collect();
@@ -135,6 +162,17 @@ impl Dataset {
     /// rest), stratified: each class is shuffled with the seed and cut in the
     /// same proportions, so every part keeps the class balance.
     pub fn split(&self, train: f64, val: f64, seed: u64) -> Result<Splits> {
+        let [tr, va, te] = self.split_indices(train, val, seed)?;
+        Ok(Splits {
+            train: self.select(&tr)?,
+            val: self.select(&va)?,
+            test: self.select(&te)?,
+        })
+    }
+
+    /// The indices [`Dataset::split`] puts into train, validation and test
+    /// (save them to make a split reproducible outside graft).
+    pub fn split_indices(&self, train: f64, val: f64, seed: u64) -> Result<[Vec<i64>; 3]> {
         if !(0.0..=1.0).contains(&train) || !(0.0..=1.0).contains(&val) || train + val > 1.0 {
             return Err(Error::Invalid(format!(
                 "split fractions train={train}, val={val} must be in [0, 1] and sum to at most 1"
@@ -163,11 +201,7 @@ impl Dataset {
         for part in [&mut tr, &mut va, &mut te] {
             part.shuffle(&mut rng);
         }
-        Ok(Splits {
-            train: self.select(&tr)?,
-            val: self.select(&va)?,
-            test: self.select(&te)?,
-        })
+        Ok([tr, va, te])
     }
 
     /// Copies the data set to `device`.

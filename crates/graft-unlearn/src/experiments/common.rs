@@ -1,0 +1,86 @@
+//! What the `unlearn` experiments share: the training recipe, weight
+//! snapshots, and summary statistics.
+
+use graft_nn::Dataset;
+use graft_nn::models::{ModelConfig, build};
+use graft_nn::train::{Optimizer, TrainConfig, train_classifier};
+use graft_tensor::seed::seed_everything;
+use graft_tensor::tch::nn::VarStore;
+use graft_tensor::tch::{Device, Tensor, no_grad};
+use std::collections::BTreeMap;
+
+/// The spec's DigitsCNN recipe (§1): SGD momentum 0.9, weight decay 5e-4, lr 0.05, batch 32.
+pub fn recipe(epochs: usize, seed: u64) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 32,
+        lr: 0.05,
+        weight_decay: 5e-4,
+        optimizer: Optimizer::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+        },
+        seed,
+    }
+}
+
+/// A model trained from `seed` on `train`.
+pub struct Trained {
+    /// Its parameters.
+    pub vs: VarStore,
+    /// The model on them.
+    pub model: graft_nn::models::Model,
+    /// Training wall time (s).
+    pub train_s: f64,
+}
+
+/// Builds `config` from `seed` and trains it on `train` with [`recipe`].
+pub fn train(config: &ModelConfig, train: &Dataset, epochs: usize, seed: u64) -> graft_nn::Result<Trained> {
+    seed_everything(seed);
+    let vs = VarStore::new(Device::Cpu);
+    let model = build(&vs.root(), config)?;
+    let report = train_classifier(&model, &vs, train, None, &recipe(epochs, seed))?;
+    Ok(Trained {
+        vs,
+        model,
+        train_s: report.wall_s,
+    })
+}
+
+/// A copy of every variable of a store.
+pub struct Snapshot(BTreeMap<String, Tensor>);
+
+impl Snapshot {
+    /// Copies the variables of `vs`.
+    pub fn of(vs: &VarStore) -> Self {
+        Self(vs.variables().into_iter().map(|(n, t)| (n, t.detach().copy())).collect())
+    }
+
+    /// Writes the copied values back into `vs`.
+    pub fn restore(&self, vs: &VarStore) {
+        let mut vars = vs.variables();
+        no_grad(|| {
+            for (name, value) in &self.0 {
+                if let Some(v) = vars.get_mut(name) {
+                    v.copy_(value);
+                }
+            }
+        });
+    }
+}
+
+/// The median of `v` (mean of the middle two for even lengths; NaN when empty).
+pub fn median(v: &[f64]) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 { s[m] } else { 0.5 * (s[m - 1] + s[m]) }
+}
+
+/// The share of `v` satisfying `pred`.
+pub fn share(v: &[f64], pred: impl Fn(f64) -> bool) -> f64 {
+    v.iter().filter(|&&x| pred(x)).count() as f64 / v.len().max(1) as f64
+}
