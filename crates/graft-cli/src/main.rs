@@ -12,6 +12,8 @@ mod registry;
 mod reproduce;
 #[cfg(feature = "torch")]
 mod sample;
+#[cfg(feature = "torch")]
+mod unlearn;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -38,6 +40,9 @@ enum Command {
     /// Fine-tune a BERT-style sentence classifier from CSV files through adapters (or fully).
     #[cfg(feature = "torch")]
     Finetune(Box<finetune::Args>),
+    /// Make a classifier forget training samples (SSD).
+    #[cfg(feature = "torch")]
+    Unlearn(unlearn::Args),
     /// Sample a diffusion model (a built-in GMM problem or a saved model) with any graft sampler.
     #[cfg(feature = "torch")]
     Sample(Box<sample::Args>),
@@ -94,5 +99,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Finetune(args) => finetune::run(*args),
         #[cfg(feature = "torch")]
         Command::Adapter(args) => adapter::run(args),
+        #[cfg(feature = "torch")]
+        Command::Unlearn(args) => unlearn::run(args),
     }
 }

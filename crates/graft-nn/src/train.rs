@@ -237,7 +237,11 @@ pub fn train_classifier_with_progress(
 
 /// Mean cross-entropy and accuracy of `model` on `data` (on the model's
 /// device), in eval mode, without gradients.
-pub fn evaluate(model: &(impl ModuleT + ?Sized), data: &Dataset, batch_size: usize) -> Result<Metrics> {
+pub fn evaluate(
+    model: &(impl ModuleT + ?Sized),
+    data: &Dataset,
+    batch_size: usize,
+) -> Result<Metrics> {
     if data.is_empty() {
         return Err(Error::Invalid(format!(
             "evaluation set `{}` is empty",
@@ -271,7 +275,11 @@ pub fn evaluate(model: &(impl ModuleT + ?Sized), data: &Dataset, batch_size: usi
 }
 
 /// Predicted classes (argmax of the logits) for every example of `data`.
-pub fn predict(model: &(impl ModuleT + ?Sized), data: &Dataset, batch_size: usize) -> Result<Tensor> {
+pub fn predict(
+    model: &(impl ModuleT + ?Sized),
+    data: &Dataset,
+    batch_size: usize,
+) -> Result<Tensor> {
     graft_tensor::tch::no_grad(|| {
         let parts: Vec<Tensor> = data
             .batches(batch_size, None)?

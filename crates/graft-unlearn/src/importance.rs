@@ -80,14 +80,21 @@ pub fn importances(
     config: &ImportanceConfig,
 ) -> Result<Importances> {
     if data.is_empty() {
-        return Err(Error::data(&data.name, "is empty: importances need at least one sample"));
+        return Err(Error::data(
+            &data.name,
+            "is empty: importances need at least one sample",
+        ));
     }
     if config.mode == ImportanceMode::Batch && config.batch_size == 0 {
         return Err(Error::option("batch_size", 0, "must be positive"));
     }
     let params = trainable_parameters(vs, exclude);
     if params.is_empty() {
-        return Err(Error::option("exclude", format!("{exclude:?}"), "leaves no trainable parameter"));
+        return Err(Error::option(
+            "exclude",
+            format!("{exclude:?}"),
+            "leaves no trainable parameter",
+        ));
     }
     let inputs: Vec<&Tensor> = params.iter().map(|(_, t)| t).collect();
     let mut acc: Vec<Tensor> = params
@@ -146,7 +153,11 @@ impl Importances {
     /// Another handle on the same tensors (no copy).
     pub fn shallow_clone(&self) -> Self {
         Self {
-            tensors: self.tensors.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect(),
+            tensors: self
+                .tensors
+                .iter()
+                .map(|(k, v)| (k.clone(), v.shallow_clone()))
+                .collect(),
             samples: self.samples,
             config: self.config,
             origin: self.origin.clone(),
@@ -184,7 +195,10 @@ impl Importances {
                 name: name.clone(),
                 reason: "missing".into(),
             })?;
-            tensors.insert(name.clone(), ta.f_mul_scalar(wa)?.f_add(&tb.f_mul_scalar(wb)?)?);
+            tensors.insert(
+                name.clone(),
+                ta.f_mul_scalar(wa)?.f_add(&tb.f_mul_scalar(wb)?)?,
+            );
         }
         Ok(Importances {
             tensors,
@@ -223,23 +237,32 @@ pub fn load_importances(path: &Path, prefix: &str) -> Result<Importances> {
     };
     let meta_key = format!("graft.importance.{prefix}");
     let metadata = ckpt.metadata();
-    let meta = metadata
-        .get(&meta_key)
-        .ok_or_else(|| bad(format!("no importance set `{prefix}` (metadata key `{meta_key}`)")))?;
+    let meta = metadata.get(&meta_key).ok_or_else(|| {
+        bad(format!(
+            "no importance set `{prefix}` (metadata key `{meta_key}`)"
+        ))
+    })?;
     #[derive(Deserialize)]
     struct Meta {
         samples: usize,
         config: ImportanceConfig,
     }
     let meta: Meta = serde_json::from_str(meta).map_err(|e| bad(format!("`{meta_key}`: {e}")))?;
-    let start = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let start = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
     let mut tensors = BTreeMap::new();
     for name in ckpt.names() {
         if let Some(param) = name.strip_prefix(start.as_str()) {
             if prefix.is_empty() && name.contains('/') {
                 continue;
             }
-            tensors.insert(param.to_string(), ckpt.tensor(name)?.f_to_kind(Kind::Float)?);
+            tensors.insert(
+                param.to_string(),
+                ckpt.tensor(name)?.f_to_kind(Kind::Float)?,
+            );
         }
     }
     Ok(Importances {

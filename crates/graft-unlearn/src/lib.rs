@@ -40,6 +40,7 @@ mod error;
 pub mod eval;
 #[cfg(feature = "experiments")]
 pub mod experiments;
+pub mod files;
 pub mod importance;
 pub mod mia;
 mod params;

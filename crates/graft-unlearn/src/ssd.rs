@@ -3,7 +3,9 @@
 //! parameters far more important to the forget set than to the training data.
 
 use crate::dampen::{LayerDampening, check_constants, dampen_parameter};
-use crate::importance::{ImportanceConfig, ImportanceLoss, ImportanceMode, Importances, importances};
+use crate::importance::{
+    ImportanceConfig, ImportanceLoss, ImportanceMode, Importances, importances,
+};
 use crate::params::trainable_parameters;
 use crate::unlearner::{ForgetRequest, UnlearnReport, Unlearner};
 use crate::{Error, Result};
@@ -121,18 +123,24 @@ impl Ssd {
 
     /// Computes the importances and dampens `request`'s model in place.
     /// Returns the report and the two importances (`I_D`, `I_f`).
-    pub fn run(&self, request: &ForgetRequest<'_>) -> Result<(SsdReport, Importances, Importances)> {
+    pub fn run(
+        &self,
+        request: &ForgetRequest<'_>,
+    ) -> Result<(SsdReport, Importances, Importances)> {
         if request.forget.is_empty() {
             return Err(Error::data(&request.forget.name, "the forget set is empty"));
         }
         let cfg = &self.config;
         let started = Instant::now();
-        let forget = importances(request.model, request.vs, request.forget, &cfg.exclude, &cfg.importance)?;
+        let forget = importances(
+            request.model,
+            request.vs,
+            request.forget,
+            &cfg.exclude,
+            &cfg.importance,
+        )?;
         let (full, given) = match &self.full {
-            Some(stored) => (
-                stored.shallow_clone(),
-                true,
-            ),
+            Some(stored) => (stored.shallow_clone(), true),
             None => {
                 let data = match cfg.full_data {
                     FullData::RetainAndForget => {
@@ -140,12 +148,28 @@ impl Ssd {
                     }
                     FullData::RetainOnly => request.retain.clone(),
                 };
-                (importances(request.model, request.vs, &data, &cfg.exclude, &cfg.importance)?, false)
+                (
+                    importances(
+                        request.model,
+                        request.vs,
+                        &data,
+                        &cfg.exclude,
+                        &cfg.importance,
+                    )?,
+                    false,
+                )
             }
         };
         let importance_s = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let layers = dampen_model(request.vs, &cfg.exclude, &full, &forget, cfg.alpha, cfg.lambda)?;
+        let layers = dampen_model(
+            request.vs,
+            &cfg.exclude,
+            &full,
+            &forget,
+            cfg.alpha,
+            cfg.lambda,
+        )?;
         let dampen_s = started.elapsed().as_secs_f64();
         let bound = full.samples as f64 / forget.samples as f64;
         let warning = (cfg.alpha >= bound && cfg.full_data == FullData::RetainAndForget && cfg.alpha.is_finite()).then(|| {

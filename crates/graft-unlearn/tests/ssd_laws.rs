@@ -6,7 +6,9 @@ use graft_tensor::tch::nn::{self, Module, ModuleT, VarStore};
 use graft_tensor::tch::{Device, Kind, Tensor};
 use graft_tensor::testing::{bitwise_equal, proptest_config, rng_lock};
 use graft_unlearn::dampen::dampen_tensor;
-use graft_unlearn::importance::{ImportanceConfig, ImportanceLoss, ImportanceMode, Importances, importances};
+use graft_unlearn::importance::{
+    ImportanceConfig, ImportanceLoss, ImportanceMode, Importances, importances,
+};
 use graft_unlearn::{ForgetRequest, Ssd, SsdConfig, Unlearner};
 use proptest::prelude::*;
 
@@ -104,7 +106,13 @@ proptest! {
 #[test]
 fn bad_constants_are_refused() {
     let x = Tensor::ones([3], (Kind::Float, Device::Cpu));
-    for (a, l) in [(0.0, 1.0), (-1.0, 1.0), (f64::NAN, 1.0), (1.0, -0.5), (1.0, f64::INFINITY)] {
+    for (a, l) in [
+        (0.0, 1.0),
+        (-1.0, 1.0),
+        (f64::NAN, 1.0),
+        (1.0, -0.5),
+        (1.0, f64::INFINITY),
+    ] {
         let err = dampen_tensor(&x, &x, &x, a, l).unwrap_err().to_string();
         assert!(err.contains("alpha") || err.contains("lambda"), "{err}");
     }
@@ -144,7 +152,12 @@ fn data(seed: i64, n: i64, d: i64, k: i64) -> Dataset {
 }
 
 /// f64 closed form of softmax-regression gradients: ∇W = (p − e_y) xᵀ, ∇b = p − e_y.
-fn closed_form(toy: &Toy, data: &Dataset, mode: ImportanceMode, batch: usize) -> (Vec<f64>, Vec<f64>) {
+fn closed_form(
+    toy: &Toy,
+    data: &Dataset,
+    mode: ImportanceMode,
+    batch: usize,
+) -> (Vec<f64>, Vec<f64>) {
     let w = toy.linear.ws.to_kind(Kind::Double);
     let b = toy.linear.bs.as_ref().unwrap().to_kind(Kind::Double);
     let x = data.inputs.to_kind(Kind::Double);
@@ -156,7 +169,10 @@ fn closed_form(toy: &Toy, data: &Dataset, mode: ImportanceMode, batch: usize) ->
     let (gw, gb) = match mode {
         ImportanceMode::PerSample => {
             let gw = r.unsqueeze(2) * x.unsqueeze(1); // [n, k, d]
-            (gw.square().mean_dim(0, false, Kind::Double), r.square().mean_dim(0, false, Kind::Double))
+            (
+                gw.square().mean_dim(0, false, Kind::Double),
+                r.square().mean_dim(0, false, Kind::Double),
+            )
         }
         ImportanceMode::Batch => {
             let mut sw = w.zeros_like();
@@ -177,7 +193,10 @@ fn closed_form(toy: &Toy, data: &Dataset, mode: ImportanceMode, batch: usize) ->
             (sw / batches, sb / batches)
         }
     };
-    (Vec::try_from(&gw.flatten(0, -1)).unwrap(), Vec::try_from(&gb).unwrap())
+    (
+        Vec::try_from(&gw.flatten(0, -1)).unwrap(),
+        Vec::try_from(&gb).unwrap(),
+    )
 }
 
 #[test]
@@ -185,15 +204,33 @@ fn importances_match_the_closed_form_in_both_modes() {
     let _g = rng_lock();
     let toy = Toy::new(3, 5, 4);
     let d = data(4, 23, 5, 4);
-    for (mode, batch) in [(ImportanceMode::PerSample, 1), (ImportanceMode::Batch, 8), (ImportanceMode::Batch, 23)] {
-        let cfg = ImportanceConfig { mode, loss: ImportanceLoss::CrossEntropy, batch_size: batch };
+    for (mode, batch) in [
+        (ImportanceMode::PerSample, 1),
+        (ImportanceMode::Batch, 8),
+        (ImportanceMode::Batch, 23),
+    ] {
+        let cfg = ImportanceConfig {
+            mode,
+            loss: ImportanceLoss::CrossEntropy,
+            batch_size: batch,
+        };
         let imp = importances(&toy, &toy.vs, &d, &[], &cfg).unwrap();
-        assert_eq!(imp.tensors.keys().collect::<Vec<_>>(), ["fc.bias", "fc.weight"], "the buffer is not a parameter");
+        assert_eq!(
+            imp.tensors.keys().collect::<Vec<_>>(),
+            ["fc.bias", "fc.weight"],
+            "the buffer is not a parameter"
+        );
         let (gw, gb) = closed_form(&toy, &d, mode, batch);
-        for (got, want, name) in [(&imp.tensors["fc.weight"], gw, "W"), (&imp.tensors["fc.bias"], gb, "b")] {
+        for (got, want, name) in [
+            (&imp.tensors["fc.weight"], gw, "W"),
+            (&imp.tensors["fc.bias"], gb, "b"),
+        ] {
             let got: Vec<f32> = Vec::try_from(&got.flatten(0, -1)).unwrap();
             for (g, w) in got.iter().zip(&want) {
-                assert!((*g as f64 - w).abs() <= 1e-5 * w.abs() + 1e-9, "{mode:?}/{batch} {name}: {g} vs {w}");
+                assert!(
+                    (*g as f64 - w).abs() <= 1e-5 * w.abs() + 1e-9,
+                    "{mode:?}/{batch} {name}: {g} vs {w}"
+                );
             }
         }
     }
@@ -205,7 +242,11 @@ fn per_sample_importance_of_the_union_is_the_count_weighted_mean_and_the_bound_h
     let toy = Toy::new(5, 6, 3);
     let retain = data(6, 30, 6, 3);
     let forget = data(7, 10, 6, 3);
-    let cfg = ImportanceConfig { mode: ImportanceMode::PerSample, loss: ImportanceLoss::CrossEntropy, batch_size: 1 };
+    let cfg = ImportanceConfig {
+        mode: ImportanceMode::PerSample,
+        loss: ImportanceLoss::CrossEntropy,
+        batch_size: 1,
+    };
     let i_r = importances(&toy, &toy.vs, &retain, &[], &cfg).unwrap();
     let i_f = importances(&toy, &toy.vs, &forget, &[], &cfg).unwrap();
     let all = retain.concat(&forget, "all").unwrap();
@@ -213,21 +254,55 @@ fn per_sample_importance_of_the_union_is_the_count_weighted_mean_and_the_bound_h
     let mean = Importances::weighted_mean(&i_r, &i_f).unwrap();
     for (name, t) in &i_d.tensors {
         let diff = (t - &mean.tensors[name]).abs().max().double_value(&[]);
-        assert!(diff <= 1e-6 * t.abs().max().double_value(&[]), "{name}: {diff}");
+        assert!(
+            diff <= 1e-6 * t.abs().max().double_value(&[]),
+            "{name}: {diff}"
+        );
     }
     // α ≥ |D|/|D_f| = 4 selects nothing (just above, for rounding); below it something.
-    let before: Vec<(String, Tensor)> = toy.vs.variables().into_iter().map(|(n, t)| (n, t.copy())).collect();
+    let before: Vec<(String, Tensor)> = toy
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.copy()))
+        .collect();
     let ssd = Ssd::new(SsdConfig::new(4.0 * (1.0 + 1e-5), 1.0).per_sample()).unwrap();
-    let (report, _, _) = ssd.run(&ForgetRequest { model: &toy, vs: &toy.vs, forget: &forget, retain: &retain }).unwrap();
+    let (report, _, _) = ssd
+        .run(&ForgetRequest {
+            model: &toy,
+            vs: &toy.vs,
+            forget: &forget,
+            retain: &retain,
+        })
+        .unwrap();
     assert_eq!(report.selected, 0);
     assert!(report.warning.is_some(), "the no-op bound is warned about");
     for (name, t) in &before {
-        assert!(bitwise_equal(t, &toy.vs.variables()[name]), "{name} changed");
+        assert!(
+            bitwise_equal(t, &toy.vs.variables()[name]),
+            "{name} changed"
+        );
     }
     let ssd = Ssd::new(SsdConfig::new(1.0, 1.0).per_sample()).unwrap();
-    let (report, _, _) = ssd.run(&ForgetRequest { model: &toy, vs: &toy.vs, forget: &forget, retain: &retain }).unwrap();
-    assert!(report.selected > 0, "alpha = 1 selects entries where the forget set matters more");
-    assert!(bitwise_equal(&toy.buffer, &Tensor::full([6], 0.5, (Kind::Float, Device::Cpu))), "buffers untouched");
+    let (report, _, _) = ssd
+        .run(&ForgetRequest {
+            model: &toy,
+            vs: &toy.vs,
+            forget: &forget,
+            retain: &retain,
+        })
+        .unwrap();
+    assert!(
+        report.selected > 0,
+        "alpha = 1 selects entries where the forget set matters more"
+    );
+    assert!(
+        bitwise_equal(
+            &toy.buffer,
+            &Tensor::full([6], 0.5, (Kind::Float, Device::Cpu))
+        ),
+        "buffers untouched"
+    );
 }
 
 #[test]
@@ -236,14 +311,29 @@ fn ssd_edits_only_selected_entries_of_a_model_and_reports_per_layer() {
     let toy = Toy::new(8, 4, 3);
     let retain = data(9, 40, 4, 3);
     let forget = data(10, 8, 4, 3);
-    let before: Vec<(String, Tensor)> = graft_unlearn::trainable_parameters(&toy.vs, &[]).into_iter().map(|(n, t)| (n, t.copy())).collect();
+    let before: Vec<(String, Tensor)> = graft_unlearn::trainable_parameters(&toy.vs, &[])
+        .into_iter()
+        .map(|(n, t)| (n, t.copy()))
+        .collect();
     let ssd = Ssd::new(SsdConfig::new(1.5, 0.7)).unwrap();
-    let request = ForgetRequest { model: &toy, vs: &toy.vs, forget: &forget, retain: &retain };
+    let request = ForgetRequest {
+        model: &toy,
+        vs: &toy.vs,
+        forget: &forget,
+        retain: &retain,
+    };
     let (report, full, forget_imp) = ssd.run(&request).unwrap();
     assert_eq!(report.layers.len(), 2);
     for (layer, (name, old)) in report.layers.iter().zip(&before) {
         assert_eq!(&layer.name, name);
-        let (want, sel) = dampen_tensor(old, &full.tensors[name], &forget_imp.tensors[name], 1.5, 0.7).unwrap();
+        let (want, sel) = dampen_tensor(
+            old,
+            &full.tensors[name],
+            &forget_imp.tensors[name],
+            1.5,
+            0.7,
+        )
+        .unwrap();
         assert!(bitwise_equal(&toy.vs.variables()[name], &want), "{name}");
         assert_eq!(layer.selected, sel.sum(Kind::Int64).int64_value(&[]));
     }
@@ -252,9 +342,18 @@ fn ssd_edits_only_selected_entries_of_a_model_and_reports_per_layer() {
     let bias = toy.linear.bs.as_ref().unwrap().copy();
     let r = ssd.unlearn(&request).unwrap();
     assert!(r.method.starts_with("lfssd"));
-    assert!(bitwise_equal(&bias, toy.linear.bs.as_ref().unwrap()), "excluded parameter untouched");
+    assert!(
+        bitwise_equal(&bias, toy.linear.bs.as_ref().unwrap()),
+        "excluded parameter untouched"
+    );
     let empty = forget.select(&[]).unwrap();
-    let err = ssd.unlearn(&ForgetRequest { forget: &empty, ..request }).unwrap_err().to_string();
+    let err = ssd
+        .unlearn(&ForgetRequest {
+            forget: &empty,
+            ..request
+        })
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("empty"), "{err}");
 }
 
@@ -266,15 +365,21 @@ fn stored_importances_round_trip_and_mismatches_are_named() {
     let imp = importances(&toy, &toy.vs, &d, &[], &ImportanceConfig::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("imp.safetensors");
-    graft_unlearn::importance::save_importances(&path, &[("full", &imp), ("forget", &imp)]).unwrap();
+    graft_unlearn::importance::save_importances(&path, &[("full", &imp), ("forget", &imp)])
+        .unwrap();
     let back = graft_unlearn::importance::load_importances(&path, "full").unwrap();
     assert_eq!(back.samples, 20);
     for (name, t) in &imp.tensors {
         assert!(bitwise_equal(t, &back.tensors[name]));
     }
-    let err = graft_unlearn::importance::load_importances(&path, "other").unwrap_err().to_string();
+    let err = graft_unlearn::importance::load_importances(&path, "other")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("other"), "{err}");
     let other = Toy::new(13, 5, 3);
-    let err = back.check(&graft_unlearn::trainable_parameters(&other.vs, &[])).unwrap_err().to_string();
+    let err = back
+        .check(&graft_unlearn::trainable_parameters(&other.vs, &[]))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("fc.weight") && err.contains("shape"), "{err}");
 }

@@ -131,7 +131,12 @@ impl Dataset {
 
     /// The same examples with other labels (same length, in `0..num_classes`).
     pub fn relabelled(&self, labels: Tensor) -> Result<Self> {
-        Self::new(self.inputs.shallow_clone(), labels, self.num_classes, self.name.clone())
+        Self::new(
+            self.inputs.shallow_clone(),
+            labels,
+            self.num_classes,
+            self.name.clone(),
+        )
     }
 
     /// A seeded permutation of `0..len`.

@@ -38,7 +38,8 @@ impl Unlearner for Finetune {
 
     fn unlearn(&self, request: &ForgetRequest<'_>) -> Result<UnlearnReport> {
         let started = Instant::now();
-        let report = train_classifier(request.model, request.vs, request.retain, None, &self.train)?;
+        let report =
+            train_classifier(request.model, request.vs, request.retain, None, &self.train)?;
         Ok(UnlearnReport {
             method: self.name(),
             wall_s: started.elapsed().as_secs_f64(),

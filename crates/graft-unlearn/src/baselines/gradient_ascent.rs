@@ -90,7 +90,10 @@ impl Unlearner for GradientAscent {
         if self.batch_size == 0 || self.epochs == 0 || !(self.lr > 0.0) {
             return Err(Error::option(
                 &self.label,
-                format!("batch_size {}, epochs {}, lr {}", self.batch_size, self.epochs, self.lr),
+                format!(
+                    "batch_size {}, epochs {}, lr {}",
+                    self.batch_size, self.epochs, self.lr
+                ),
                 "needs batch_size > 0, epochs > 0 and lr > 0",
             ));
         }
@@ -112,12 +115,14 @@ impl Unlearner for GradientAscent {
         let chance = 1.0 / forget.num_classes as f64;
         let mut steps = 0usize;
         let mut retain_epoch = 0u64;
-        let mut retain_batches = retain.batches(self.batch_size, Some(derive_seed(self.seed, "retain/0")))?;
+        let mut retain_batches =
+            retain.batches(self.batch_size, Some(derive_seed(self.seed, "retain/0")))?;
         let mut stopped_at_chance = false;
         'outer: for epoch in 0..self.epochs {
             let order = derive_seed(self.seed, &format!("forget/{epoch}"));
             for (xf, yf) in forget.batches(self.batch_size, Some(order))? {
-                let mut loss = ce(&request.model.forward_t(&xf, true), &yf)?.f_mul_scalar(-self.forget_weight)?;
+                let mut loss = ce(&request.model.forward_t(&xf, true), &yf)?
+                    .f_mul_scalar(-self.forget_weight)?;
                 if self.retain_weight > 0.0 {
                     let (xr, yr) = match retain_batches.next() {
                         Some(b) => b,
@@ -127,15 +132,19 @@ impl Unlearner for GradientAscent {
                                 self.batch_size,
                                 Some(derive_seed(self.seed, &format!("retain/{retain_epoch}"))),
                             )?;
-                            retain_batches.next().ok_or_else(|| Error::data("retain", "is empty"))?
+                            retain_batches
+                                .next()
+                                .ok_or_else(|| Error::data("retain", "is empty"))?
                         }
                     };
-                    let lr_term = ce(&request.model.forward_t(&xr, true), &yr)?.f_mul_scalar(self.retain_weight)?;
+                    let lr_term = ce(&request.model.forward_t(&xr, true), &yr)?
+                        .f_mul_scalar(self.retain_weight)?;
                     loss = loss.f_add(&lr_term)?;
                 }
                 opt.backward_step(&loss);
                 steps += 1;
-                if self.stop_at_chance && evaluate(request.model, &forget, 512)?.accuracy <= chance {
+                if self.stop_at_chance && evaluate(request.model, &forget, 512)?.accuracy <= chance
+                {
                     stopped_at_chance = true;
                     break 'outer;
                 }

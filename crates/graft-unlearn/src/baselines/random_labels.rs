@@ -45,7 +45,10 @@ impl Unlearner for RandomLabels {
         let forget = request.forget;
         let classes = forget.num_classes;
         if classes < 2 {
-            return Err(Error::data(&forget.name, "random labels need at least two classes"));
+            return Err(Error::data(
+                &forget.name,
+                "random labels need at least two classes",
+            ));
         }
         let labels: Vec<i64> = Vec::<i64>::try_from(&forget.labels.to_device(Device::Cpu))?;
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
@@ -56,8 +59,11 @@ impl Unlearner for RandomLabels {
                 if k >= y { k + 1 } else { k }
             })
             .collect();
-        let relabelled = forget.relabelled(Tensor::from_slice(&wrong).f_to_device(forget.labels.device())?)?;
-        let mixed = request.retain.concat(&relabelled, "retain+relabelled forget")?;
+        let relabelled =
+            forget.relabelled(Tensor::from_slice(&wrong).f_to_device(forget.labels.device())?)?;
+        let mixed = request
+            .retain
+            .concat(&relabelled, "retain+relabelled forget")?;
         let report = train_classifier(request.model, request.vs, &mixed, None, &self.train)?;
         Ok(UnlearnReport {
             method: self.name(),

@@ -56,7 +56,8 @@ impl Unlearner for Retrain {
     fn unlearn(&self, request: &ForgetRequest<'_>) -> Result<UnlearnReport> {
         let started = Instant::now();
         (self.reinit)(request.vs)?;
-        let report = train_classifier(request.model, request.vs, request.retain, None, &self.train)?;
+        let report =
+            train_classifier(request.model, request.vs, request.retain, None, &self.train)?;
         Ok(UnlearnReport {
             method: self.name(),
             wall_s: started.elapsed().as_secs_f64(),

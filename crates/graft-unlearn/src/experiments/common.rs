@@ -35,7 +35,12 @@ pub struct Trained {
 }
 
 /// Builds `config` from `seed` and trains it on `train` with [`recipe`].
-pub fn train(config: &ModelConfig, train: &Dataset, epochs: usize, seed: u64) -> graft_nn::Result<Trained> {
+pub fn train(
+    config: &ModelConfig,
+    train: &Dataset,
+    epochs: usize,
+    seed: u64,
+) -> graft_nn::Result<Trained> {
     seed_everything(seed);
     let vs = VarStore::new(Device::Cpu);
     let model = build(&vs.root(), config)?;
@@ -53,7 +58,12 @@ pub struct Snapshot(BTreeMap<String, Tensor>);
 impl Snapshot {
     /// Copies the variables of `vs`.
     pub fn of(vs: &VarStore) -> Self {
-        Self(vs.variables().into_iter().map(|(n, t)| (n, t.detach().copy())).collect())
+        Self(
+            vs.variables()
+                .into_iter()
+                .map(|(n, t)| (n, t.detach().copy()))
+                .collect(),
+        )
     }
 
     /// Writes the copied values back into `vs`.
@@ -77,7 +87,11 @@ pub fn median(v: &[f64]) -> f64 {
     }
     s.sort_by(f64::total_cmp);
     let m = s.len() / 2;
-    if s.len() % 2 == 1 { s[m] } else { 0.5 * (s[m - 1] + s[m]) }
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        0.5 * (s[m - 1] + s[m])
+    }
 }
 
 /// The share of `v` satisfying `pred`.

@@ -80,10 +80,22 @@ struct Setting {
 }
 
 fn settings(ctx: &ExperimentContext) -> Vec<Setting> {
-    let mut s = vec![Setting { data: "digits", model: ModelConfig::cnn_8x8(10), epochs: ctx.pick(20, 40), seeds: ctx.pick(1, 3), patch: 2 }];
+    let mut s = vec![Setting {
+        data: "digits",
+        model: ModelConfig::cnn_8x8(10),
+        epochs: ctx.pick(20, 40),
+        seeds: ctx.pick(1, 3),
+        patch: 2,
+    }];
     // MNIST 5k at full size only (its twelve trainings would take most of the quick budget).
     if !ctx.quick() {
-        s.push(Setting { data: "mnist5k", model: ModelConfig::cnn_28x28(10), epochs: 20, seeds: 1, patch: 3 });
+        s.push(Setting {
+            data: "mnist5k",
+            model: ModelConfig::cnn_28x28(10),
+            epochs: 20,
+            seeds: 1,
+            patch: 3,
+        });
     }
     s
 }
@@ -124,36 +136,76 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
             "digits" => digits()?,
             _ => mnist_5k()?,
         };
-        let (tf, vf) = if setting.data == "digits" { (0.7, 0.15) } else { (0.8, 0.1) };
+        let (tf, vf) = if setting.data == "digits" {
+            (0.7, 0.15)
+        } else {
+            (0.8, 0.1)
+        };
         let mut rows = Vec::new();
         for s in 0..setting.seeds {
             let seed = derive_seed(ctx.seed, &format!("7.2/{}/{s}", setting.data));
             let splits = full.split(tf, vf, seed)?;
             let value = splits.train.inputs.max().double_value(&[]);
-            let trigger = Trigger { size: setting.patch, value };
+            let trigger = Trigger {
+                size: setting.patch,
+                value,
+            };
             for attack in [Attack::Poison, Attack::Confusion] {
                 let manipulated = match attack {
-                    Attack::Poison => poison(&splits.train, (splits.train.len() as f64 * 0.05).round() as usize, &trigger, TARGET, derive_seed(seed, "poison"))?,
+                    Attack::Poison => poison(
+                        &splits.train,
+                        (splits.train.len() as f64 * 0.05).round() as usize,
+                        &trigger,
+                        TARGET,
+                        derive_seed(seed, "poison"),
+                    )?,
                     Attack::Confusion => {
-                        let n3 = splits.train.with_classes(&[CONFUSED.0])?.len().min(splits.train.with_classes(&[CONFUSED.1])?.len());
+                        let n3 = splits
+                            .train
+                            .with_classes(&[CONFUSED.0])?
+                            .len()
+                            .min(splits.train.with_classes(&[CONFUSED.1])?.len());
                         interclass_swap(&splits.train, CONFUSED.0, CONFUSED.1, n3 / 4)?
                     }
                 };
-                let scorer = Scorer { attack, trigger, test: &splits.test, val: &splits.val };
-                rows.extend(one_attack(&setting, seed, &splits.train, &manipulated, &scorer)?);
+                let scorer = Scorer {
+                    attack,
+                    trigger,
+                    test: &splits.test,
+                    val: &splits.val,
+                };
+                rows.extend(one_attack(
+                    &setting,
+                    seed,
+                    &splits.train,
+                    &manipulated,
+                    &scorer,
+                )?);
             }
         }
         claims_for(&mut outcome, setting.data, &rows);
         plots_for(ctx, &mut outcome, setting.data, &rows)?;
         all.extend(rows);
     }
-    graft_tensor::atomic::write_atomic(ctx.path("corrective_runs.json"), &serde_json::to_vec_pretty(&all)?)?;
+    graft_tensor::atomic::write_atomic(
+        ctx.path("corrective_runs.json"),
+        &serde_json::to_vec_pretty(&all)?,
+    )?;
     Ok(outcome)
 }
 
-fn one_attack(setting: &Setting, seed: u64, clean_train: &Dataset, m: &Manipulated, scorer: &Scorer<'_>) -> crate::Result<Vec<Row>> {
+fn one_attack(
+    setting: &Setting,
+    seed: u64,
+    clean_train: &Dataset,
+    m: &Manipulated,
+    scorer: &Scorer<'_>,
+) -> crate::Result<Vec<Row>> {
     let mut rows = Vec::new();
-    let row = |arm: &str, fraction: f64, (c, r, a): (f64, f64, Option<f64>), val: Option<(f64, f64)>| Row {
+    let row = |arm: &str,
+               fraction: f64,
+               (c, r, a): (f64, f64, Option<f64>),
+               val: Option<(f64, f64)>| Row {
         data: setting.data.into(),
         attack: scorer.attack,
         seed,
@@ -166,25 +218,57 @@ fn one_attack(setting: &Setting, seed: u64, clean_train: &Dataset, m: &Manipulat
     };
     let model_seed = derive_seed(seed, "model");
     // The gold standard: no manipulated sample at all.
-    let keep: Vec<i64> = (0..clean_train.len() as i64).filter(|i| m.indices.binary_search(i).is_err()).collect();
-    let clean = train(&setting.model, &clean_train.select(&keep)?, setting.epochs, model_seed)?;
+    let keep: Vec<i64> = (0..clean_train.len() as i64)
+        .filter(|i| m.indices.binary_search(i).is_err())
+        .collect();
+    let clean = train(
+        &setting.model,
+        &clean_train.select(&keep)?,
+        setting.epochs,
+        model_seed,
+    )?;
     rows.push(row("clean", 0.0, scorer.score(&clean.model, true)?, None));
     let original = train(&setting.model, &m.train, setting.epochs, model_seed)?;
     let orig_val = scorer.score(&original.model, false)?;
-    rows.push(row("manipulated", 0.0, scorer.score(&original.model, true)?, Some((orig_val.0, orig_val.1))));
+    rows.push(row(
+        "manipulated",
+        0.0,
+        scorer.score(&original.model, true)?,
+        Some((orig_val.0, orig_val.1)),
+    ));
     let snapshot = Snapshot::of(&original.vs);
     for &fraction in &FRACTIONS {
-        let ids = identified(&m.indices, fraction, derive_seed(seed, &format!("identified/{fraction}")))?;
+        let ids = identified(
+            &m.indices,
+            fraction,
+            derive_seed(seed, &format!("identified/{fraction}")),
+        )?;
         let (forget, retain) = split_identified(&m.train, &ids)?;
-        let request = ForgetRequest { model: &original.model, vs: &original.vs, forget: &forget, retain: &retain };
+        let request = ForgetRequest {
+            model: &original.model,
+            vs: &original.vs,
+            forget: &forget,
+            retain: &retain,
+        };
         let eu_seed = derive_seed(seed, &format!("eu/{fraction}"));
         let methods: Vec<(&str, Box<dyn Unlearner>)> = vec![
-            ("eu", Box::new(Retrain::new(super::common::recipe(setting.epochs, eu_seed), reinit_from_config(setting.model.clone(), eu_seed)))),
+            (
+                "eu",
+                Box::new(Retrain::new(
+                    super::common::recipe(setting.epochs, eu_seed),
+                    reinit_from_config(setting.model.clone(), eu_seed),
+                )),
+            ),
             ("cf", Box::new(Finetune::default())),
         ];
         for (name, method) in methods {
             method.unlearn(&request)?;
-            rows.push(row(name, fraction, scorer.score(&original.model, true)?, None));
+            rows.push(row(
+                name,
+                fraction,
+                scorer.score(&original.model, true)?,
+                None,
+            ));
             snapshot.restore(&original.vs);
         }
         let cfg = ImportanceConfig::default();
@@ -195,16 +279,23 @@ fn one_attack(setting: &Setting, seed: u64, clean_train: &Dataset, m: &Manipulat
             for &ratio in &LAMBDA_RATIOS {
                 dampen_model(&original.vs, &[], &i_d, &i_f, alpha, ratio * alpha)?;
                 let val = scorer.score(&original.model, false)?;
-                cells.push(row(&format!("ssd a={alpha} l={}", ratio * alpha), fraction, scorer.score(&original.model, true)?, Some((val.0, val.1))));
+                cells.push(row(
+                    &format!("ssd a={alpha} l={}", ratio * alpha),
+                    fraction,
+                    scorer.score(&original.model, true)?,
+                    Some((val.0, val.1)),
+                ));
                 snapshot.restore(&original.vs);
             }
         }
         // Chosen on validation: best Acc_corr among cells within 5 points of the manipulated model's Acc_retain.
         let ok = |r: &&Row| r.val.is_some_and(|(_, vr)| vr >= orig_val.1 - 0.05);
-        let best = cells
-            .iter()
-            .filter(ok)
-            .max_by(|a, b| a.val.unwrap_or_default().0.total_cmp(&b.val.unwrap_or_default().0));
+        let best = cells.iter().filter(ok).max_by(|a, b| {
+            a.val
+                .unwrap_or_default()
+                .0
+                .total_cmp(&b.val.unwrap_or_default().0)
+        });
         if let Some(best) = best {
             let mut chosen = best.clone();
             chosen.arm = format!("ssd (chosen on val): {}", best.arm);
@@ -219,7 +310,11 @@ fn med(rows: &[Row], attack: Attack, arm: &str, fraction: f64, f: impl Fn(&Row) 
     median(
         &rows
             .iter()
-            .filter(|r| r.attack == attack && r.fraction == fraction && (r.arm == arm || (arm == "ssd" && r.arm.starts_with("ssd (chosen"))))
+            .filter(|r| {
+                r.attack == attack
+                    && r.fraction == fraction
+                    && (r.arm == arm || (arm == "ssd" && r.arm.starts_with("ssd (chosen")))
+            })
             .map(f)
             .collect::<Vec<_>>(),
     )
@@ -232,7 +327,11 @@ fn asr(r: &Row) -> f64 {
 fn claims_for(outcome: &mut Outcome, data: &str, rows: &[Row]) {
     let p = Attack::Poison;
     let list = |arm: &str, f: fn(&Row) -> f64, attack: Attack| {
-        FRACTIONS.iter().map(|&fr| format!("{fr}: {:.2}", med(rows, attack, arm, fr, f))).collect::<Vec<_>>().join(", ")
+        FRACTIONS
+            .iter()
+            .map(|&fr| format!("{fr}: {:.2}", med(rows, attack, arm, fr, f)))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let clean_asr = med(rows, p, "clean", 0.0, asr);
     let manip_asr = med(rows, p, "manipulated", 0.0, asr);
@@ -269,25 +368,55 @@ fn claims_for(outcome: &mut Outcome, data: &str, rows: &[Row]) {
     ));
 }
 
-fn plots_for(ctx: &ExperimentContext, outcome: &mut Outcome, data: &str, rows: &[Row]) -> graft_nn::Result<()> {
+fn plots_for(
+    ctx: &ExperimentContext,
+    outcome: &mut Outcome,
+    data: &str,
+    rows: &[Row],
+) -> graft_nn::Result<()> {
     for (attack, what, f, file) in [
-        (Attack::Poison, "attack success rate", asr as fn(&Row) -> f64, format!("corrective_{data}_asr.svg")),
-        (Attack::Confusion, "Acc_corr (classes 3 and 5)", (|r: &Row| r.corrected) as fn(&Row) -> f64, format!("corrective_{data}_confusion.svg")),
+        (
+            Attack::Poison,
+            "attack success rate",
+            asr as fn(&Row) -> f64,
+            format!("corrective_{data}_asr.svg"),
+        ),
+        (
+            Attack::Confusion,
+            "Acc_corr (classes 3 and 5)",
+            (|r: &Row| r.corrected) as fn(&Row) -> f64,
+            format!("corrective_{data}_confusion.svg"),
+        ),
     ] {
         let mut series: Vec<Series> = ["eu", "cf", "ssd"]
             .iter()
             .map(|&arm| Series {
-                label: if arm == "ssd" { "SSD (chosen on val)".into() } else { arm.to_uppercase() },
-                points: FRACTIONS.iter().map(|&fr| (fr, med(rows, attack, arm, fr, f))).collect(),
+                label: if arm == "ssd" {
+                    "SSD (chosen on val)".into()
+                } else {
+                    arm.to_uppercase()
+                },
+                points: FRACTIONS
+                    .iter()
+                    .map(|&fr| (fr, med(rows, attack, arm, fr, f)))
+                    .collect(),
             })
             .collect();
         for reference in ["manipulated", "clean"] {
             let v = med(rows, attack, reference, 0.0, f);
-            series.push(Series { label: format!("{reference} model"), points: vec![(0.1, v), (1.0, v)] });
+            series.push(Series {
+                label: format!("{reference} model"),
+                points: vec![(0.1, v), (1.0, v)],
+            });
         }
-        line_chart(&ctx.path(&file), &format!("7.2 {data}: {what} vs identified fraction (medians)"), "identified fraction of the manipulated samples", what, &series)?;
+        line_chart(
+            &ctx.path(&file),
+            &format!("7.2 {data}: {what} vs identified fraction (medians)"),
+            "identified fraction of the manipulated samples",
+            what,
+            &series,
+        )?;
         outcome.plots.push(file);
     }
     Ok(())
 }
-

@@ -49,14 +49,22 @@ fn settings(ctx: &ExperimentContext) -> Vec<Setting> {
         model: ModelConfig::cnn_8x8(10),
         epochs: ctx.pick(20, 40),
         seeds: ctx.pick(1, 3),
-        classes: if ctx.quick() { vec![0, 2, 4, 6, 8] } else { (0..10).collect() },
+        classes: if ctx.quick() {
+            vec![0, 2, 4, 6, 8]
+        } else {
+            (0..10).collect()
+        },
     }];
     s.push(Setting {
         data: "mnist5k",
         model: ModelConfig::cnn_28x28(10),
         epochs: ctx.pick(4, 20),
         seeds: 1,
-        classes: if ctx.quick() { vec![3, 7] } else { (0..10).collect() },
+        classes: if ctx.quick() {
+            vec![3, 7]
+        } else {
+            (0..10).collect()
+        },
     });
     s
 }
@@ -118,7 +126,13 @@ fn measure(
     let acc = |d: &Dataset| -> crate::Result<f64> { Ok(evaluate(model, d, 512)?.accuracy) };
     let mia = entropy_mia(model, &sets.retain, &sets.test, &sets.forget)?;
     let lm = loss_mia(model, &sets.retain, &sets.test, &sets.forget)?;
-    Ok((acc(&sets.forget)?, acc(&sets.forget_test)?, acc(&sets.retain_test)?, mia.member_share, lm.auc))
+    Ok((
+        acc(&sets.forget)?,
+        acc(&sets.forget_test)?,
+        acc(&sets.retain_test)?,
+        mia.member_share,
+        lm.auc,
+    ))
 }
 
 /// Runs 7.1 on digits and MNIST 5k.
@@ -131,7 +145,11 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
             "digits" => digits()?,
             _ => mnist_5k()?,
         };
-        let (train_frac, val_frac) = if setting.data == "digits" { (0.7, 0.15) } else { (0.8, 0.1) };
+        let (train_frac, val_frac) = if setting.data == "digits" {
+            (0.7, 0.15)
+        } else {
+            (0.8, 0.1)
+        };
         let mut rows: Vec<Row> = Vec::new();
         let mut full_importance_s = Vec::new();
         for s in 0..setting.seeds {
@@ -148,8 +166,14 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
             let mut full_imp = Vec::new();
             for mode in [ImportanceMode::Batch, ImportanceMode::PerSample] {
                 let started = Instant::now();
-                let cfg = ImportanceConfig { mode, ..Default::default() };
-                full_imp.push((mode, importances(&original.model, &original.vs, &train_set, &[], &cfg)?));
+                let cfg = ImportanceConfig {
+                    mode,
+                    ..Default::default()
+                };
+                full_imp.push((
+                    mode,
+                    importances(&original.model, &original.vs, &train_set, &[], &cfg)?,
+                ));
                 full_importance_s.push((mode, started.elapsed().as_secs_f64()));
             }
             for &class in &setting.classes {
@@ -169,32 +193,33 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
                     forget: &sets.forget,
                     retain: &sets.retain,
                 };
-                let mut push = |arm: String, wall_s: f64, selected: Option<i64>| -> crate::Result<()> {
-                    let (ft, fte, rte, mia, auc) = measure(&original.model, &sets)?;
-                    let val = match selected {
-                        Some(_) => Some((
-                            evaluate(&original.model, &sets.val_forget, 512)?.accuracy,
-                            evaluate(&original.model, &sets.val_retain, 512)?.accuracy,
-                        )),
-                        None => None,
+                let mut push =
+                    |arm: String, wall_s: f64, selected: Option<i64>| -> crate::Result<()> {
+                        let (ft, fte, rte, mia, auc) = measure(&original.model, &sets)?;
+                        let val = match selected {
+                            Some(_) => Some((
+                                evaluate(&original.model, &sets.val_forget, 512)?.accuracy,
+                                evaluate(&original.model, &sets.val_retain, 512)?.accuracy,
+                            )),
+                            None => None,
+                        };
+                        rows.push(Row {
+                            data: setting.data.into(),
+                            seed,
+                            class,
+                            arm,
+                            forget_train: ft,
+                            forget_test: fte,
+                            retain_test: rte,
+                            mia,
+                            loss_auc: auc,
+                            wall_s,
+                            selected,
+                            val,
+                        });
+                        snapshot.restore(&original.vs);
+                        Ok(())
                     };
-                    rows.push(Row {
-                        data: setting.data.into(),
-                        seed,
-                        class,
-                        arm,
-                        forget_train: ft,
-                        forget_test: fte,
-                        retain_test: rte,
-                        mia,
-                        loss_auc: auc,
-                        wall_s,
-                        selected,
-                        val,
-                    });
-                    snapshot.restore(&original.vs);
-                    Ok(())
-                };
                 push("original".into(), original.train_s, None)?;
                 let retrain_seed = derive_seed(seed, &format!("retrain/{class}"));
                 let methods: Vec<(&str, Box<dyn Unlearner>)> = vec![
@@ -222,7 +247,11 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
                         let started = Instant::now();
                         let (report, _, _) = ssd.run(&request)?;
                         let wall = started.elapsed().as_secs_f64()
-                            + full_importance_s.iter().rev().find(|(m, _)| m == mode).map_or(0.0, |(_, t)| *t);
+                            + full_importance_s
+                                .iter()
+                                .rev()
+                                .find(|(m, _)| m == mode)
+                                .map_or(0.0, |(_, t)| *t);
                         push(arm_name(alpha, *mode), wall, Some(report.selected))?;
                     }
                 }
@@ -256,7 +285,11 @@ fn choose_on_validation(rows: &mut Vec<Row>, seed: u64, class: i64) {
         let (vf, vr) = r.val.unwrap_or((1.0, 0.0));
         if vf <= 0.05 { (0.0, -vr) } else { (1.0, vf) }
     };
-    let best = cells.iter().copied().min_by(|a, b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal));
+    let best = cells.iter().copied().min_by(|a, b| {
+        key(a)
+            .partial_cmp(&key(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     if let Some(best) = best {
         let mut chosen = best.clone();
         chosen.arm = format!("{CHOSEN}: {}", best.arm);
@@ -286,10 +319,18 @@ fn paired(rows: &[Row], arm: &str, f: impl Fn(&Row) -> f64) -> Vec<f64> {
 
 fn claims_for(outcome: &mut Outcome, data: &str, rows: &[Row]) {
     let runs = column(rows, CHOSEN, |r| r.forget_test).len();
-    let drops = |arm: &str| paired(rows, arm, |r| r.retain_test).into_iter().map(|d| -100.0 * d).collect::<Vec<_>>();
+    let drops = |arm: &str| {
+        paired(rows, arm, |r| r.retain_test)
+            .into_iter()
+            .map(|d| -100.0 * d)
+            .collect::<Vec<_>>()
+    };
     let worst = |arm: &str| drops(arm).into_iter().fold(f64::NEG_INFINITY, f64::max);
     let fixed = arm_name(HEADLINE_ALPHA, ImportanceMode::Batch);
-    let per_sample = rows.iter().filter(|r| r.arm.starts_with(CHOSEN) && r.arm.contains("per-sample")).count();
+    let per_sample = rows
+        .iter()
+        .filter(|r| r.arm.starts_with(CHOSEN) && r.arm.contains("per-sample"))
+        .count();
     outcome.claims.push(Claim::at_most(
         &format!("7.1-{data}-forget"),
         &format!(
@@ -338,7 +379,11 @@ fn claims_for(outcome: &mut Outcome, data: &str, rows: &[Row]) {
     ));
     let retrain_s = median(&column(rows, "retrain", |r| r.wall_s));
     let batch_s = median(&column(rows, &fixed, |r| r.wall_s));
-    let per_sample_s = median(&column(rows, &arm_name(HEADLINE_ALPHA, ImportanceMode::PerSample), |r| r.wall_s));
+    let per_sample_s = median(&column(
+        rows,
+        &arm_name(HEADLINE_ALPHA, ImportanceMode::PerSample),
+        |r| r.wall_s,
+    ));
     outcome.claims.push(Claim::at_least(
         &format!("7.1-{data}-speed"),
         &format!(
@@ -350,9 +395,23 @@ fn claims_for(outcome: &mut Outcome, data: &str, rows: &[Row]) {
     ));
 }
 
-fn plots_for(ctx: &ExperimentContext, outcome: &mut Outcome, data: &str, rows: &[Row]) -> graft_nn::Result<()> {
+fn plots_for(
+    ctx: &ExperimentContext,
+    outcome: &mut Outcome,
+    data: &str,
+    rows: &[Row],
+) -> graft_nn::Result<()> {
     // Forget vs retain accuracy, one point per method (medians).
-    let mut methods: Vec<String> = ["original", "retrain", "finetune", "neggrad", "random-labels"].iter().map(|s| s.to_string()).collect();
+    let mut methods: Vec<String> = [
+        "original",
+        "retrain",
+        "finetune",
+        "neggrad",
+        "random-labels",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     methods.push(arm_name(HEADLINE_ALPHA, ImportanceMode::Batch));
     methods.push(arm_name(HEADLINE_ALPHA, ImportanceMode::PerSample));
     methods.push(CHOSEN.to_string());
@@ -360,22 +419,50 @@ fn plots_for(ctx: &ExperimentContext, outcome: &mut Outcome, data: &str, rows: &
         .iter()
         .map(|m| Series {
             label: m.clone(),
-            points: vec![(median(&column(rows, m, |r| r.forget_test)), median(&column(rows, m, |r| r.retain_test)))],
+            points: vec![(
+                median(&column(rows, m, |r| r.forget_test)),
+                median(&column(rows, m, |r| r.retain_test)),
+            )],
         })
         .collect();
     let file = format!("forget_class_{data}_methods.svg");
-    line_chart(&ctx.path(&file), &format!("7.1 {data}: forgetting one class (medians)"), "forget-class test accuracy", "other-class test accuracy", &series)?;
+    line_chart(
+        &ctx.path(&file),
+        &format!("7.1 {data}: forgetting one class (medians)"),
+        "forget-class test accuracy",
+        "other-class test accuracy",
+        &series,
+    )?;
     outcome.plots.push(file);
     let mut sweep = Vec::new();
     for mode in [ImportanceMode::Batch, ImportanceMode::PerSample] {
-        for (what, f) in [("forget", (|r: &Row| r.forget_test) as fn(&Row) -> f64), ("retain", |r: &Row| r.retain_test)] {
-            let label = format!("{} {what}", if mode == ImportanceMode::Batch { "batch" } else { "per-sample" });
-            let points = ALPHAS.iter().map(|&a| (a, median(&column(rows, &arm_name(a, mode), f)))).collect();
+        for (what, f) in [
+            ("forget", (|r: &Row| r.forget_test) as fn(&Row) -> f64),
+            ("retain", |r: &Row| r.retain_test),
+        ] {
+            let label = format!(
+                "{} {what}",
+                if mode == ImportanceMode::Batch {
+                    "batch"
+                } else {
+                    "per-sample"
+                }
+            );
+            let points = ALPHAS
+                .iter()
+                .map(|&a| (a, median(&column(rows, &arm_name(a, mode), f))))
+                .collect();
             sweep.push(Series { label, points });
         }
     }
     let file = format!("forget_class_{data}_alpha.svg");
-    line_chart(&ctx.path(&file), &format!("7.1 {data}: SSD test accuracy vs alpha (lambda = 1, medians)"), "alpha", "accuracy", &sweep)?;
+    line_chart(
+        &ctx.path(&file),
+        &format!("7.1 {data}: SSD test accuracy vs alpha (lambda = 1, medians)"),
+        "alpha",
+        "accuracy",
+        &sweep,
+    )?;
     outcome.plots.push(file);
     Ok(())
 }

@@ -30,13 +30,19 @@ impl BalancedLogistic {
             ));
         }
         if positives.iter().chain(negatives).any(|x| !x.is_finite()) {
-            return Err(Error::data("membership inference", "a feature is not finite"));
+            return Err(Error::data(
+                "membership inference",
+                "a feature is not finite",
+            ));
         }
         if !(c > 0.0) {
             return Err(Error::option("C", c, "must be > 0"));
         }
         let n = (positives.len() + negatives.len()) as f64;
-        let (sp, sn) = (n / (2.0 * positives.len() as f64), n / (2.0 * negatives.len() as f64));
+        let (sp, sn) = (
+            n / (2.0 * positives.len() as f64),
+            n / (2.0 * negatives.len() as f64),
+        );
         let samples: Vec<(f64, f64, f64)> = positives
             .iter()
             .map(|&x| (x, 1.0, c * sp))
@@ -91,7 +97,10 @@ impl BalancedLogistic {
                 break;
             }
         }
-        Ok(Self { coef: w, intercept: b })
+        Ok(Self {
+            coef: w,
+            intercept: b,
+        })
     }
 
     /// `P(member | x)`.

@@ -25,7 +25,11 @@ use serde::{Deserialize, Serialize};
 pub fn entropies(model: &dyn ModuleT, data: &Dataset) -> Result<Vec<f64>> {
     per_sample(model, data, |logits, _| {
         let logp = logits.f_log_softmax(-1, Kind::Double)?;
-        Ok(logp.f_exp()?.f_mul(&logp)?.f_sum_dim_intlist(-1, false, Kind::Double)?.f_neg()?)
+        Ok(logp
+            .f_exp()?
+            .f_mul(&logp)?
+            .f_sum_dim_intlist(-1, false, Kind::Double)?
+            .f_neg()?)
     })
 }
 
@@ -73,7 +77,11 @@ pub fn entropy_mia(
     test: &Dataset,
     forget_train: &Dataset,
 ) -> Result<EntropyMia> {
-    let attack = BalancedLogistic::fit(&entropies(model, retain_train)?, &entropies(model, test)?, 1.0)?;
+    let attack = BalancedLogistic::fit(
+        &entropies(model, retain_train)?,
+        &entropies(model, test)?,
+        1.0,
+    )?;
     let forget = entropies(model, forget_train)?;
     let members = forget.iter().filter(|&&x| attack.is_member(x)).count();
     Ok(EntropyMia {
@@ -105,9 +113,11 @@ pub fn loss_mia(
     forget_train: &Dataset,
 ) -> Result<LossMia> {
     let test_losses = losses(model, test)?;
-    let (threshold, balanced_accuracy) = best_loss_threshold(&losses(model, retain_train)?, &test_losses)?;
+    let (threshold, balanced_accuracy) =
+        best_loss_threshold(&losses(model, retain_train)?, &test_losses)?;
     let forget = losses(model, forget_train)?;
-    let member_share = forget.iter().filter(|&&l| l <= threshold).count() as f64 / forget.len().max(1) as f64;
+    let member_share =
+        forget.iter().filter(|&&l| l <= threshold).count() as f64 / forget.len().max(1) as f64;
     let neg = |v: &[f64]| v.iter().map(|x| -x).collect::<Vec<f64>>();
     let auc = roc_auc(&neg(&forget), &neg(&test_losses))?;
     Ok(LossMia {
