@@ -44,6 +44,7 @@ pub mod files;
 pub mod importance;
 pub mod mia;
 mod params;
+pub mod sgtm;
 pub mod ssd;
 mod unlearner;
 

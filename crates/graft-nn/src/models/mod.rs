@@ -10,6 +10,7 @@ mod bert;
 mod cnn;
 mod io;
 mod mlp;
+mod tiny_lm;
 
 pub use bert::{
     Bert, BertConfig, BertForSequenceClassification, BertInput, BertOutput, load_bert_weights,
@@ -18,6 +19,7 @@ pub use bert::{
 pub use cnn::{CnnConfig, SmallCnn};
 pub use io::{load_varstore, save_varstore, varstore_tensors};
 pub use mlp::{Mlp, MlpConfig};
+pub use tiny_lm::{Route, TinyLm, TinyLmConfig};
 
 use crate::Result;
 use graft_tensor::tch::Tensor;
