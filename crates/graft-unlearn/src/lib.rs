@@ -42,6 +42,7 @@ pub mod eval;
 pub mod experiments;
 pub mod files;
 pub mod importance;
+pub mod lm_eval;
 pub mod mia;
 mod params;
 pub mod sgtm;

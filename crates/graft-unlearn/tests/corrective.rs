@@ -106,7 +106,7 @@ fn identified_sets_are_subsets_and_split_the_data() {
     let manipulated: Vec<i64> = (0..50).map(|i| i * 3).collect();
     for f in [0.1, 0.25, 0.5, 1.0] {
         let ids = identified(&manipulated, f, 9).unwrap();
-        assert_eq!(ids.len(), (50.0 * f as f64).round() as usize);
+        assert_eq!(ids.len(), (50.0 * f).round() as usize);
         assert!(ids.iter().all(|i| manipulated.contains(i)));
         assert_eq!(ids, identified(&manipulated, f, 9).unwrap());
     }

@@ -288,3 +288,28 @@ fn noun_phrase(
         }
     }
 }
+
+/// Documents as a language-model batch: inputs `[n, context]` (the first
+/// `context` tokens, padded with [`PAD`]) and targets `[n, context]` (the
+/// next tokens, −100 where there is none, so losses ignore them).
+pub fn lm_batch(
+    docs: &[&[i64]],
+    context: usize,
+) -> (graft_tensor::tch::Tensor, graft_tensor::tch::Tensor) {
+    let n = docs.len();
+    let mut inputs = vec![PAD; n * context];
+    let mut targets = vec![-100i64; n * context];
+    for (i, doc) in docs.iter().enumerate() {
+        for j in 0..context.min(doc.len()) {
+            inputs[i * context + j] = doc[j];
+            if j + 1 < doc.len() {
+                targets[i * context + j] = doc[j + 1];
+            }
+        }
+    }
+    let shape = [n as i64, context as i64];
+    (
+        graft_tensor::tch::Tensor::from_slice(&inputs).reshape(shape),
+        graft_tensor::tch::Tensor::from_slice(&targets).reshape(shape),
+    )
+}

@@ -234,10 +234,10 @@ impl TinyLm {
             )?;
             let ctx = route_with(ctx, &self.head_keep);
             let ctx = ctx.transpose(1, 2).contiguous().view([n, t, h * hd]);
-            x = x + b.o.forward_t(&ctx, false);
+            x = &x + b.o.forward_t(&ctx, false);
             let m = b.fc_in.forward_t(&b.ln2.forward(&x), false).gelu("none");
             let m = route_with(m, &self.unit_keep);
-            x = x + b.fc_out.forward_t(&m, false);
+            x = &x + b.fc_out.forward_t(&m, false);
         }
         Ok(self.lm_head.forward_t(&self.ln_f.forward(&x), false))
     }

@@ -87,7 +87,7 @@ impl Unlearner for GradientAscent {
     }
 
     fn unlearn(&self, request: &ForgetRequest<'_>) -> Result<UnlearnReport> {
-        if self.batch_size == 0 || self.epochs == 0 || !(self.lr > 0.0) {
+        if self.batch_size == 0 || self.epochs == 0 || self.lr.is_nan() || self.lr <= 0.0 {
             return Err(Error::option(
                 &self.label,
                 format!(

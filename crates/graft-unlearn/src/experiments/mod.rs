@@ -1,9 +1,11 @@
 //! The `unlearn` reproduction (spec `unlearning.md` §7): 7.1 full-class
-//! forgetting, 7.2 corrective unlearning, each on the 8x8 digits and on MNIST 5k.
+//! forgetting and 7.2 corrective unlearning on the 8x8 digits and MNIST 5k,
+//! 7.3 SGTM on the bilingual corpus.
 
 pub mod common;
 pub mod corrective;
 pub mod forget_class;
+pub mod sgtm;
 
 use graft_nn::experiment::{ExperimentContext, Outcome, RunResult};
 
@@ -14,7 +16,7 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
     graft_tensor::tch::set_num_threads(1);
     let result = (|| {
         let mut outcome = Outcome::default();
-        for part in [forget_class::run, corrective::run] {
+        for part in [forget_class::run, corrective::run, sgtm::run] {
             let o = part(ctx)?;
             outcome.claims.extend(o.claims);
             outcome.plots.extend(o.plots);

@@ -35,7 +35,7 @@ impl BalancedLogistic {
                 "a feature is not finite",
             ));
         }
-        if !(c > 0.0) {
+        if c.is_nan() || c <= 0.0 {
             return Err(Error::option("C", c, "must be > 0"));
         }
         let n = (positives.len() + negatives.len()) as f64;

@@ -142,13 +142,13 @@ impl MaskedAdamW {
                         s.m = m_new.f_where_self(m, &s.m)?;
                         s.v = v_new.f_where_self(m, &s.v)?;
                         s.t = t;
-                        let _ = p.f_copy_(&p_new.f_where_self(m, p)?)?;
+                        p.f_copy_(&p_new.f_where_self(m, p)?)?;
                     }
                     _ => {
                         s.m = m_new;
                         s.v = v_new;
                         s.t = t;
-                        let _ = p.f_copy_(&p_new)?;
+                        p.f_copy_(&p_new)?;
                     }
                 }
                 let mut grad = p.grad();
