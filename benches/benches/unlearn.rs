@@ -232,8 +232,8 @@ fn sgtm_step_overhead(reps: usize) {
 }
 
 fn main() {
-    graft_benches::print_machine();
     tch::set_num_threads(1);
+    graft_benches::print_machine();
     let quick = std::env::var("GRAFT_BENCH_UNLEARN_SIZE").is_ok_and(|s| s == "small");
     ssd_vs_retraining(if quick { 2 } else { 5 });
     sgtm_step_overhead(if quick { 20 } else { 200 });

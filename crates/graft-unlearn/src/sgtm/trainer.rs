@@ -86,6 +86,8 @@ pub struct SgtmTrainer<'a, M: RoutedModel> {
     pub optimizer: MaskedAdamW,
     designated: Vec<Option<Tensor>>,
     config: SgtmConfig,
+    forget_mask: Option<Tensor>,
+    retain_mask: Option<Tensor>,
 }
 
 fn masked_layer(name: &str) -> bool {
@@ -130,12 +132,29 @@ impl<'a, M: RoutedModel> SgtmTrainer<'a, M> {
             .iter()
             .map(|(n, p)| masks.get(n).map(|m| m.to_device(p.device())))
             .collect();
-        Ok(Self {
+        let mut trainer = Self {
             model,
             optimizer: MaskedAdamW::new(params, config.adam, config.semantics),
             designated,
             config,
-        })
+            forget_mask: None,
+            retain_mask: None,
+        };
+        // The masks of the two masked modes, flattened once.
+        for mode in [BatchMode::Forget, BatchMode::Retain] {
+            let per_param: Vec<Option<Tensor>> = (0..trainer.designated.len())
+                .map(|i| {
+                    let name = trainer.optimizer.params()[i].0.clone();
+                    trainer.allowed(i, &name, mode)
+                })
+                .collect();
+            let flat = trainer.optimizer.flat_mask(&per_param)?;
+            match mode {
+                BatchMode::Forget => trainer.forget_mask = flat,
+                _ => trainer.retain_mask = flat,
+            }
+        }
+        Ok(trainer)
     }
 
     /// The 0/1 mask of entries of parameter `i` that `mode` lets change (`None`: all).
@@ -183,14 +202,12 @@ impl<'a, M: RoutedModel> SgtmTrainer<'a, M> {
         let loss = lm_loss(&self.model.forward_routed(inputs, route)?, targets)?;
         loss.f_backward()?;
         let value = loss.f_double_value(&[])?;
-        let masks: Vec<Option<Tensor>> = (0..self.designated.len())
-            .map(|i| {
-                let name = self.optimizer.params()[i].0.clone();
-                self.allowed(i, &name, mode)
-            })
-            .collect();
-        self.optimizer
-            .step(lr, &|i, _| masks[i].as_ref().map(Tensor::shallow_clone))?;
+        let flat = match mode {
+            BatchMode::Forget => self.forget_mask.as_ref(),
+            BatchMode::Retain => self.retain_mask.as_ref(),
+            BatchMode::Default | BatchMode::Skip => None,
+        };
+        self.optimizer.step(lr, flat)?;
         Ok(value)
     }
 
