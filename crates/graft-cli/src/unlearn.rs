@@ -42,8 +42,15 @@ struct SsdArgs {
     #[arg(long)]
     data: PathBuf,
     /// The samples to forget (same format; each must also be in --data).
+    #[arg(
+        long,
+        required_unless_present = "forget_class",
+        conflicts_with = "forget_class"
+    )]
+    forget: Option<PathBuf>,
+    /// Forget every sample of this class in --data (instead of --forget).
     #[arg(long)]
-    forget: PathBuf,
+    forget_class: Option<i64>,
     /// Selection weighting α: parameters with forget importance > α × full importance are dampened.
     #[arg(long, allow_negative_numbers = true)]
     alpha: f64,
@@ -81,10 +88,12 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn ssd(args: SsdArgs) -> Result<()> {
-    let rules =
-        OutputRules::new()
-            .force(args.force)
-            .inputs([&args.model, &args.data, &args.forget]);
+    let mut rules = OutputRules::new()
+        .force(args.force)
+        .inputs([&args.model, &args.data]);
+    if let Some(f) = &args.forget {
+        rules = rules.input(f);
+    }
     rules.check(&args.out)?;
     let mut config = SsdConfig::new(args.alpha, args.lambda);
     config.importance.batch_size = args.batch_size;
@@ -99,17 +108,38 @@ fn ssd(args: SsdArgs) -> Result<()> {
     let file = load_model(&args.model)?;
     let (shape, classes) = input_shape(&file.config);
     let data = load_samples(&args.data, &shape, classes)?;
-    let forget = load_samples(&args.forget, &shape, classes)?;
-    if forget.is_empty() {
-        anyhow::bail!("{}: the forget set is empty", args.forget.display());
-    }
-    let retain = subtract(&data, &forget).with_context(|| {
-        format!(
-            "--forget {} against --data {}",
-            args.forget.display(),
-            args.data.display()
-        )
-    })?;
+    let (forget, retain, forget_origin) = match (&args.forget, args.forget_class) {
+        (Some(path), _) => {
+            let forget = load_samples(path, &shape, classes)?;
+            if forget.is_empty() {
+                anyhow::bail!("{}: the forget set is empty", path.display());
+            }
+            let retain = subtract(&data, &forget).with_context(|| {
+                format!(
+                    "--forget {} against --data {}",
+                    path.display(),
+                    args.data.display()
+                )
+            })?;
+            (forget, retain, path.display().to_string())
+        }
+        (None, Some(class)) => {
+            if !(0..classes).contains(&class) {
+                anyhow::bail!("--forget-class {class}: the model has classes 0..{classes}");
+            }
+            let others: Vec<i64> = (0..classes).filter(|&c| c != class).collect();
+            let forget = data.with_classes(&[class])?;
+            if forget.is_empty() {
+                anyhow::bail!(
+                    "{}: no sample of class {class} to forget",
+                    args.data.display()
+                );
+            }
+            let origin = format!("class {class} of {}", args.data.display());
+            (forget, data.with_classes(&others)?, origin)
+        }
+        (None, None) => anyhow::bail!("give --forget FILE or --forget-class N"),
+    };
     let acc =
         |d: &graft_nn::Dataset| -> Result<f64> { Ok(evaluate(&file.model, d, 512)?.accuracy) };
     let before = (acc(&forget)?, acc(&retain)?);
@@ -133,7 +163,7 @@ fn ssd(args: SsdArgs) -> Result<()> {
     let json = serde_json::json!({
         "model": args.model,
         "data": args.data,
-        "forget": args.forget,
+        "forget": forget_origin,
         "ssd": report,
         "accuracy": {
             "forget_before": before.0, "forget_after": after.0,

@@ -35,6 +35,45 @@ fn fails(args: &[&str]) -> String {
     err
 }
 
+/// `graft unlearn ssd` on the files in `d` with the forget set given by
+/// `forget` (e.g. `["--forget", FILE]`), α, λ and any `extra` arguments.
+fn ssd_args(
+    d: &Path,
+    forget: [&str; 2],
+    alpha: &str,
+    lambda: &str,
+    extra: &[&str],
+    out: &str,
+) -> Vec<String> {
+    let s = |p: &str| d.join(p).to_str().unwrap().to_string();
+    let mut args: Vec<String> = vec![
+        "unlearn".into(),
+        "ssd".into(),
+        "--model".into(),
+        s("model.safetensors"),
+        "--data".into(),
+        s("data.safetensors"),
+        forget[0].into(),
+        if forget[0] == "--forget" {
+            s(forget[1])
+        } else {
+            forget[1].into()
+        },
+        "--alpha".into(),
+        alpha.into(),
+        "--lambda".into(),
+        lambda.into(),
+        "--out".into(),
+        s(out),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn save_data(path: &Path, x: &Tensor, y: &Tensor) {
     graft_tensor::safetensors::save(path, [("x", x), ("y", y)], &HashMap::new()).unwrap();
 }
@@ -90,27 +129,15 @@ fn ssd_forgets_a_class_and_writes_model_report_and_importances() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let _ = setup(d);
-    let s = |p: &str| d.join(p).to_str().unwrap().to_string();
-    let out = s("out");
-    let msg = ok(&[
-        "unlearn",
-        "ssd",
-        "--model",
-        &s("model.safetensors"),
-        "--data",
-        &s("data.safetensors"),
-        "--forget",
-        &s("forget.safetensors"),
-        "--alpha",
-        "1.2",
-        "--lambda",
-        "0.1",
-        "--mode",
-        "per-sample",
-        "--save-importances",
-        "--out",
-        &out,
-    ]);
+    let run = ssd_args(
+        d,
+        ["--forget", "forget.safetensors"],
+        "2",
+        "1",
+        &["--mode", "per-sample", "--save-importances"],
+        "out",
+    );
+    let msg = ok(&strs(&run));
     assert!(msg.contains("dampened") && msg.contains("wrote"), "{msg}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("out/report.json")).unwrap()).unwrap();
@@ -146,23 +173,42 @@ fn ssd_forgets_a_class_and_writes_model_report_and_importances() {
         .unwrap()
         .accuracy;
     assert_eq!(a, acc["forget_after"].as_f64().unwrap());
-    // An existing output is kept unless --force.
-    let err = fails(&[
-        "unlearn",
-        "ssd",
-        "--model",
-        &s("model.safetensors"),
-        "--data",
-        &s("data.safetensors"),
-        "--forget",
-        &s("forget.safetensors"),
-        "--alpha",
+    // --forget-class: the same forget set, named by its class.
+    let by_class = ssd_args(
+        d,
+        ["--forget-class", "2"],
         "2",
-        "--lambda",
         "1",
-        "--out",
-        &out,
-    ]);
+        &["--mode", "per-sample"],
+        "by_class",
+    );
+    ok(&strs(&by_class));
+    let a: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("by_class/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        a["accuracy"], report["accuracy"],
+        "same forget set, same result"
+    );
+    assert_eq!(a["ssd"]["selected"], report["ssd"]["selected"]);
+    let err = fails(&strs(&ssd_args(
+        d,
+        ["--forget-class", "9"],
+        "2",
+        "1",
+        &[],
+        "x",
+    )));
+    assert!(err.contains("--forget-class 9"), "{err}");
+    // An existing output is kept unless --force.
+    let err = fails(&strs(&ssd_args(
+        d,
+        ["--forget", "forget.safetensors"],
+        "2",
+        "1",
+        &[],
+        "out",
+    )));
     assert!(
         err.contains("--force") || err.contains("not empty"),
         "{err}"
@@ -195,22 +241,14 @@ fn bad_input_is_named_and_leaves_no_output() {
     );
     save_data(&d.join("double.safetensors"), &x.to_kind(Kind::Double), &y);
     let run = |forget: &str, alpha: &str| {
-        fails(&[
-            "unlearn",
-            "ssd",
-            "--model",
-            &s("model.safetensors"),
-            "--data",
-            &s("data.safetensors"),
-            "--forget",
-            &s(forget),
-            "--alpha",
+        fails(&strs(&ssd_args(
+            d,
+            ["--forget", forget],
             alpha,
-            "--lambda",
             "1",
-            "--out",
-            &s("out"),
-        ])
+            &[],
+            "out",
+        )))
     };
     let cases = [
         (
@@ -240,21 +278,9 @@ fn bad_input_is_named_and_leaves_no_output() {
         }
         assert!(!d.join("out").exists(), "{file}: no output after an error");
     }
-    let err = fails(&[
-        "unlearn",
-        "ssd",
-        "--model",
-        &s("data.safetensors"),
-        "--data",
-        &s("data.safetensors"),
-        "--forget",
-        &s("forget.safetensors"),
-        "--alpha",
-        "1",
-        "--lambda",
-        "1",
-        "--out",
-        &s("out"),
-    ]);
+    // A model file without graft's metadata: the data file given as the model.
+    let mut args = ssd_args(d, ["--forget", "forget.safetensors"], "1", "1", &[], "out");
+    args[3] = s("data.safetensors");
+    let err = fails(&strs(&args));
     assert!(err.contains("graft.model"), "{err}");
 }

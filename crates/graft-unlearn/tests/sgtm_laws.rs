@@ -6,7 +6,7 @@
 
 use graft_nn::models::{Route, TinyLm, TinyLmConfig};
 use graft_tensor::tch::nn::VarStore;
-use graft_tensor::tch::{Device, Kind, Tensor, no_grad};
+use graft_tensor::tch::{Device, Kind, Tensor};
 use graft_tensor::testing::{bitwise_equal, proptest_config, rng_lock};
 use graft_unlearn::sgtm::plan::{Arm, Domain, Labelling, domain_order, lr_at, modes};
 use graft_unlearn::sgtm::{
@@ -14,6 +14,8 @@ use graft_unlearn::sgtm::{
     ablate_designated, tiny_lm_designated_count,
 };
 use proptest::prelude::*;
+
+mod common;
 
 fn config(heads: i64, dh: i64, units: i64) -> TinyLmConfig {
     TinyLmConfig {
@@ -137,14 +139,7 @@ proptest! {
         let (x, _) = batch(seed);
         let retain = m.forward_routed(&x, Route::AblateDesignated).unwrap();
         let masks = m.designated();
-        no_grad(|| {
-            for (name, mut p) in vs.variables() {
-                if let Some(d) = masks.get(&name) {
-                    let noise = Tensor::randn(p.size(), (Kind::Float, Device::Cpu)) * 3.0 * d;
-                    let _ = p.g_add_(&noise);
-                }
-            }
-        });
+        common::perturb_designated(&vs, &masks);
         let perturbed = m.forward_routed(&x, Route::AblateDesignated).unwrap();
         prop_assert!(bitwise_equal(&retain, &perturbed), "(2) retain mode saw the designated entries");
         ablate_designated(&m, &graft_unlearn::trainable_parameters(&vs, &[])).unwrap();

@@ -4,7 +4,8 @@
 //! Each model is trained from the experiment seed on a stratified 70/15/15
 //! split (digits) or 80/10/10 split (MNIST 5k) with Adam, and evaluated on
 //! the held-out test part. The trained weights are saved beside the result
-//! as `<data>_<model>.safetensors` (with the model config in the metadata).
+//! as `<data>_<model>.safetensors` (with the model config in the metadata),
+//! and each training split as `<data>_train.safetensors` (`x`, `y`).
 
 use crate::data::{Dataset, digits, mnist_5k};
 use crate::experiment::{Claim, ExperimentContext, Outcome};
@@ -116,6 +117,18 @@ pub fn run(ctx: &ExperimentContext) -> crate::experiment::RunResult {
     let mut curves: HashMap<&str, Vec<Series>> = HashMap::new();
     for b in baselines() {
         let splits = load_split(b.data, ctx.seed)?;
+        // The training split as data (`x`, `y`), e.g. for `graft unlearn ssd --data`.
+        let data_file = ctx.path(&format!("{}_train.safetensors", b.data));
+        if !data_file.exists() || b.model.short_name() == "mlp" {
+            graft_tensor::safetensors::save(
+                &data_file,
+                [("x", &splits.train.inputs), ("y", &splits.train.labels)],
+                &HashMap::from([(
+                    "graft.data".to_string(),
+                    format!("{} training split, seed {}", b.data, ctx.seed),
+                )]),
+            )?;
+        }
         let kind = b.model.short_name();
         let seed = derive_seed(ctx.seed, &format!("{}/{kind}", b.data));
         let epochs = ctx.pick(b.epochs_quick, b.epochs_full);

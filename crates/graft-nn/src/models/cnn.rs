@@ -1,9 +1,10 @@
 //! A small convolutional network for 8x8 and 28x28 images.
 
+use super::route::Route;
 use crate::layers::{LayerFactory, Plain};
 use crate::{Error, Result};
-use graft_tensor::tch::Tensor;
 use graft_tensor::tch::nn::{self, ModuleT};
+use graft_tensor::tch::{Kind, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Sizes of a [`SmallCnn`].
@@ -55,6 +56,18 @@ pub struct SmallCnn {
     convs: Vec<(Box<dyn ModuleT>, bool)>,
     fc: Box<dyn ModuleT>,
     head: Box<dyn ModuleT>,
+    config: CnnConfig,
+}
+
+/// Which parts of a [`SmallCnn`] are designated (e.g. for SGTM): the last
+/// `channels[i]` output channels of convolution `i` and the last `units`
+/// units of `fc`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CnnDesignated {
+    /// Designated output channels per convolution (the last ones).
+    pub channels: Vec<i64>,
+    /// Designated units of the fully connected layer (the last ones).
+    pub units: i64,
 }
 
 impl SmallCnn {
@@ -101,7 +114,60 @@ impl SmallCnn {
         let flat = in_c * size * size;
         let fc = layers.linear(&(path / "fc"), flat, config.hidden, true);
         let head = layers.linear(&(path / "head"), config.hidden, config.classes, true);
-        Ok(Self { convs, fc, head })
+        Ok(Self {
+            convs,
+            fc,
+            head,
+            config: config.clone(),
+        })
+    }
+}
+
+impl SmallCnn {
+    /// The sizes it was built with.
+    pub fn config(&self) -> &CnnConfig {
+        &self.config
+    }
+
+    /// Logits with the `designated` channels and units taking part as
+    /// `route` says (activations routed after each ReLU).
+    pub fn forward_routed(
+        &self,
+        xs: &Tensor,
+        route: Route,
+        designated: &CnnDesignated,
+    ) -> Result<Tensor> {
+        if designated.channels.len() != self.convs.len() {
+            return Err(Error::Invalid(format!(
+                "designated channels for {} convolutions, the CNN has {}",
+                designated.channels.len(),
+                self.convs.len()
+            )));
+        }
+        let keep = |n: i64, last: i64| -> Result<Tensor> {
+            if !(0..=n).contains(&last) {
+                return Err(Error::Invalid(format!("{last} designated of {n}")));
+            }
+            Ok(Tensor::cat(
+                &[
+                    Tensor::ones([n - last], (Kind::Float, xs.device())),
+                    Tensor::zeros([last], (Kind::Float, xs.device())),
+                ],
+                0,
+            ))
+        };
+        let mut h = xs.shallow_clone();
+        for (i, (conv, pool)) in self.convs.iter().enumerate() {
+            let c = self.config.channels[i];
+            let k = keep(c, designated.channels[i])?.view([1, c, 1, 1]);
+            h = route.apply(conv.forward_t(&h, false).relu(), &k);
+            if *pool {
+                h = h.max_pool2d_default(2);
+            }
+        }
+        let k = keep(self.config.hidden, designated.units)?;
+        let h = route.apply(self.fc.forward_t(&h.flatten(1, -1), false).relu(), &k);
+        Ok(self.head.forward_t(&h, false))
     }
 }
 

@@ -10,16 +10,18 @@ mod bert;
 mod cnn;
 mod io;
 mod mlp;
+mod route;
 mod tiny_lm;
 
 pub use bert::{
     Bert, BertConfig, BertForSequenceClassification, BertInput, BertOutput, load_bert_weights,
     mean_pool,
 };
-pub use cnn::{CnnConfig, SmallCnn};
+pub use cnn::{CnnConfig, CnnDesignated, SmallCnn};
 pub use io::{load_varstore, save_varstore, varstore_tensors};
 pub use mlp::{Mlp, MlpConfig};
-pub use tiny_lm::{Route, TinyLm, TinyLmConfig};
+pub use route::Route;
+pub use tiny_lm::{TinyLm, TinyLmConfig};
 
 use crate::Result;
 use graft_tensor::tch::Tensor;

@@ -11,6 +11,7 @@
 //! *designated* heads are the last `designated_heads`, the designated MLP
 //! units the last `designated_units` of `fc_in`'s outputs.
 
+use super::route::Route;
 use crate::layers::{LayerFactory, Plain};
 use crate::{Error, Result};
 use graft_tensor::tch::nn::{self, Module, ModuleT};
@@ -81,21 +82,6 @@ impl TinyLmConfig {
         }
         Ok(())
     }
-}
-
-/// How the designated heads and units take part in a forward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Route {
-    /// An ordinary forward pass.
-    #[default]
-    Normal,
-    /// The designated heads' outputs and units' activations set to 0: the
-    /// network as if they were removed (gradients never reach them).
-    AblateDesignated,
-    /// Gradient routing: the other heads' outputs and units' activations
-    /// detached, so a loss's gradient reaches activations of the designated
-    /// ones only (values are unchanged).
-    DetachOthers,
 }
 
 #[derive(Debug)]
@@ -207,13 +193,7 @@ impl TinyLm {
         let (h, hd) = (self.config.heads, self.config.head_dim());
         let pos = Tensor::f_arange(t, (Kind::Int64, tokens.device()))?;
         let mut x = self.wte.forward_t(tokens, false) + self.wpe.forward_t(&pos, false);
-        let route_with = |a: Tensor, keep: &Tensor| -> Tensor {
-            match route {
-                Route::Normal => a,
-                Route::AblateDesignated => a * keep,
-                Route::DetachOthers => a.detach() * keep + a * (1.0 - keep),
-            }
-        };
+        let route_with = |a: Tensor, keep: &Tensor| route.apply(a, keep);
         for b in &self.blocks {
             let a = b.ln1.forward(&x);
             let split = |y: Tensor| y.view([n, t, h, hd]).transpose(1, 2);

@@ -131,6 +131,7 @@ impl Scorer<'_> {
 pub fn run(ctx: &ExperimentContext) -> RunResult {
     let mut outcome = Outcome::default();
     let mut all = Vec::new();
+    let mut splits_saved = serde_json::Map::new();
     for setting in settings(ctx) {
         let full = match setting.data {
             "digits" => digits()?,
@@ -144,7 +145,13 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
         let mut rows = Vec::new();
         for s in 0..setting.seeds {
             let seed = derive_seed(ctx.seed, &format!("7.2/{}/{s}", setting.data));
-            let splits = full.split(tf, vf, seed)?;
+            let [tr, va, te] = full.split_indices(tf, vf, seed)?;
+            let splits = graft_nn::data::Splits {
+                train: full.select(&tr)?,
+                val: full.select(&va)?,
+                test: full.select(&te)?,
+            };
+            let mut saved = serde_json::json!({ "train": tr, "val": va, "test": te });
             let value = splits.train.inputs.max().double_value(&[]);
             let trigger = Trigger {
                 size: setting.patch,
@@ -168,6 +175,17 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
                         interclass_swap(&splits.train, CONFUSED.0, CONFUSED.1, n3 / 4)?
                     }
                 };
+                let mut ids = serde_json::Map::new();
+                for &fraction in &FRACTIONS {
+                    ids.insert(
+                        fraction.to_string(),
+                        serde_json::json!(identified_at(&manipulated, fraction, seed)?),
+                    );
+                }
+                saved[format!("{attack:?}").to_lowercase()] = serde_json::json!({
+                    "manipulated": manipulated.indices,
+                    "identified": ids,
+                });
                 let scorer = Scorer {
                     attack,
                     trigger,
@@ -182,6 +200,7 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
                     &scorer,
                 )?);
             }
+            splits_saved.insert(format!("{}/{seed}", setting.data), saved);
         }
         claims_for(&mut outcome, setting.data, &rows);
         plots_for(ctx, &mut outcome, setting.data, &rows)?;
@@ -191,7 +210,22 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
         ctx.path("corrective_runs.json"),
         &serde_json::to_vec_pretty(&all)?,
     )?;
+    // Split indices (into the data set's order), manipulated and identified
+    // indices (into the training split), per data set and seed.
+    graft_tensor::atomic::write_atomic(
+        ctx.path("corrective_splits.json"),
+        &serde_json::to_vec(&splits_saved)?,
+    )?;
     Ok(outcome)
+}
+
+/// The identified subset of `m` at `fraction` for the run seeded `seed`.
+fn identified_at(m: &Manipulated, fraction: f64, seed: u64) -> crate::Result<Vec<i64>> {
+    identified(
+        &m.indices,
+        fraction,
+        derive_seed(seed, &format!("identified/{fraction}")),
+    )
 }
 
 fn one_attack(
@@ -238,11 +272,7 @@ fn one_attack(
     ));
     let snapshot = Snapshot::of(&original.vs);
     for &fraction in &FRACTIONS {
-        let ids = identified(
-            &m.indices,
-            fraction,
-            derive_seed(seed, &format!("identified/{fraction}")),
-        )?;
+        let ids = identified_at(m, fraction, seed)?;
         let (forget, retain) = split_identified(&m.train, &ids)?;
         let request = ForgetRequest {
             model: &original.model,

@@ -2,7 +2,7 @@
 //! models it can train.
 
 use crate::Result;
-use graft_nn::models::{Route, TinyLm, TinyLmConfig};
+use graft_nn::models::{CnnConfig, CnnDesignated, Route, SmallCnn, TinyLm, TinyLmConfig};
 use graft_tensor::tch::nn::ModuleT;
 use graft_tensor::tch::{Device, Kind, Tensor};
 use std::collections::BTreeMap;
@@ -83,4 +83,132 @@ pub fn tiny_lm_designated_count(c: &TinyLmConfig) -> i64 {
         c.designated_units,
     );
     c.layers * (3 * (h * hd * d + h * hd) + d * h * hd + 2 * m * d + m)
+}
+
+/// A [`SmallCnn`] with designated channels and units, as a [`RoutedModel`]
+/// (built at the root of its `VarStore`, so its parameters are
+/// `conv.{i}.*`, `fc.*` and `head.*`).
+#[derive(Debug)]
+pub struct RoutedCnn {
+    /// The network.
+    pub cnn: SmallCnn,
+    /// Which channels and units are designated.
+    pub designated: CnnDesignated,
+}
+
+impl ModuleT for RoutedCnn {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.cnn.forward_t(xs, train)
+    }
+}
+
+impl RoutedModel for RoutedCnn {
+    fn forward_routed(&self, xs: &Tensor, route: Route) -> Result<Tensor> {
+        Ok(self.cnn.forward_routed(xs, route, &self.designated)?)
+    }
+
+    fn designated(&self) -> BTreeMap<String, Tensor> {
+        cnn_designated(self.cnn.config(), &self.designated)
+    }
+}
+
+/// The spatial size after the convolutions of `c`.
+fn final_size(c: &CnnConfig) -> i64 {
+    let mut s = c.image_size;
+    for i in 0..c.channels.len() {
+        if c.pool_after.contains(&i) {
+            s /= 2;
+        }
+    }
+    s
+}
+
+/// The designated entries of a [`SmallCnn`]: for each convolution the
+/// filters (rows and bias entries) of its last `channels[i]` output
+/// channels, and the inputs (columns) of the next layer that read them
+/// (the next convolution's input channels, or `fc`'s flattened features);
+/// for `fc` the rows and bias entries of its last `units` units and the
+/// matching columns of `head`. The analogue of a transformer's designated
+/// heads (q, k, v rows and o columns) and MLP units (`fc_in` rows and
+/// `fc_out` columns).
+pub fn cnn_designated(c: &CnnConfig, d: &CnnDesignated) -> BTreeMap<String, Tensor> {
+    let opts = (Kind::Float, Device::Cpu);
+    let tail = |n: i64, last: i64| {
+        Tensor::cat(
+            &[
+                Tensor::zeros([n - last.clamp(0, n)], opts),
+                Tensor::ones([last.clamp(0, n)], opts),
+            ],
+            0,
+        )
+    };
+    let mut out = BTreeMap::new();
+    let n = c.channels.len();
+    let s = final_size(c);
+    for i in 0..n {
+        let (cout, cin) = (
+            c.channels[i],
+            if i == 0 {
+                c.in_channels
+            } else {
+                c.channels[i - 1]
+            },
+        );
+        let di = d.channels.get(i).copied().unwrap_or(0);
+        let rows = tail(cout, di).view([cout, 1, 1, 1]);
+        let cols = if i == 0 {
+            Tensor::zeros([1, cin, 1, 1], opts)
+        } else {
+            tail(cin, d.channels.get(i - 1).copied().unwrap_or(0)).view([1, cin, 1, 1])
+        };
+        let w = rows
+            .maximum(&cols)
+            .expand([cout, cin, 3, 3], false)
+            .contiguous();
+        out.insert(format!("conv.{i}.weight"), w);
+        out.insert(format!("conv.{i}.bias"), tail(cout, di));
+    }
+    let c_last = c.channels[n - 1];
+    let d_last = d.channels.get(n - 1).copied().unwrap_or(0);
+    let flat = c_last * s * s;
+    let fc_rows = tail(c.hidden, d.units).view([c.hidden, 1]);
+    let fc_cols = tail(c_last, d_last)
+        .repeat_interleave_self_int(s * s, 0, None)
+        .view([1, flat]);
+    out.insert(
+        "fc.weight".into(),
+        fc_rows
+            .maximum(&fc_cols)
+            .expand([c.hidden, flat], false)
+            .contiguous(),
+    );
+    out.insert("fc.bias".into(), tail(c.hidden, d.units));
+    out.insert(
+        "head.weight".into(),
+        tail(c.hidden, d.units)
+            .view([1, c.hidden])
+            .expand([c.classes, c.hidden], false)
+            .contiguous(),
+    );
+    out
+}
+
+/// The number of designated entries of a [`SmallCnn`], in closed form
+/// (rows and columns of each weight counted once where they cross).
+pub fn cnn_designated_count(c: &CnnConfig, d: &CnnDesignated) -> i64 {
+    let n = c.channels.len();
+    let dd = |i: usize| d.channels.get(i).copied().unwrap_or(0);
+    let mut total = 0;
+    for i in 0..n {
+        let cin = if i == 0 {
+            c.in_channels
+        } else {
+            c.channels[i - 1]
+        };
+        let d_in = if i == 0 { 0 } else { dd(i - 1) };
+        total += 9 * (dd(i) * cin + c.channels[i] * d_in - dd(i) * d_in) + dd(i);
+    }
+    let s2 = final_size(c) * final_size(c);
+    let (flat, d_flat) = (c.channels[n - 1] * s2, dd(n - 1) * s2);
+    total + d.units * flat + c.hidden * d_flat - d.units * d_flat + d.units + c.classes * d.units
 }

@@ -2,8 +2,9 @@
 //! gradient routing: train a model so that what it learns from the forget
 //! domain lives in designated parameters, then remove them.
 //!
-//! - [`RoutedModel`]: a model with designated heads or units
-//!   (graft-nn's `TinyLm` is one; [`tiny_lm_designated`] names its entries);
+//! - [`RoutedModel`]: a model with designated heads, units or channels
+//!   (graft-nn's `TinyLm`, and a `SmallCnn` through [`RoutedCnn`];
+//!   [`tiny_lm_designated`] and [`cnn_designated`] name their entries);
 //! - [`SgtmTrainer`]: the per-batch modes (`forget`, `retain`, `default`),
 //!   the mask rules (the reference's, with embeddings, `strict`), both
 //!   optimiser semantics ([`Semantics`]) and the final ablation;
@@ -20,7 +21,10 @@ mod optimizer;
 pub mod plan;
 mod trainer;
 
-pub use designated::{RoutedModel, tiny_lm_designated, tiny_lm_designated_count};
+pub use designated::{
+    RoutedCnn, RoutedModel, cnn_designated, cnn_designated_count, tiny_lm_designated,
+    tiny_lm_designated_count,
+};
 pub use optimizer::{AdamW, MaskedAdamW, Semantics};
 pub use trainer::{
     BatchMode, MaskRule, SgtmConfig, SgtmTrainer, Variant, ablate_designated, lm_loss,
