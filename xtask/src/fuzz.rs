@@ -18,11 +18,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The fuzz targets, in the order they run.
-pub const TARGETS: [&str; 4] = [
+pub const TARGETS: [&str; 5] = [
     "safetensors_header",
     "safetensors_index",
     "merge_yaml",
     "saved_config",
+    "unlearn_files",
 ];
 
 /// Executions per target when neither `--runs` nor `--seconds` is given.

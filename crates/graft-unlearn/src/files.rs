@@ -29,12 +29,26 @@ pub fn load_model(path: &Path) -> Result<ModelFile> {
         path: path.to_path_buf(),
         reason,
     };
-    let metadata = Checkpoint::open(path)?.metadata();
+    let ckpt = Checkpoint::open(path)?;
+    let metadata = ckpt.metadata();
     let text = metadata.get("graft.model").ok_or_else(|| {
         bad("no `graft.model` metadata: save the model with graft (e.g. `graft reproduce baselines` writes such files)".into())
     })?;
     let config: ModelConfig =
         serde_json::from_str(text).map_err(|e| bad(format!("`graft.model` metadata: {e}")))?;
+    // Check the sizes before building: the metadata is data, and a model it
+    // describes must not allocate more than the file holds.
+    let wanted = parameter_count(&config).ok_or_else(|| {
+        bad(format!(
+            "`graft.model` metadata: sizes must be at least 1 and fit memory: {config:?}"
+        ))
+    })?;
+    if wanted.saturating_mul(4) > ckpt.data_bytes() {
+        return Err(bad(format!(
+            "`graft.model` describes {wanted} f32 parameters but the file holds {} bytes of tensors",
+            ckpt.data_bytes()
+        )));
+    }
     let mut vs = VarStore::new(Device::Cpu);
     let model = build(&vs.root(), &config)?;
     load_varstore(&mut vs, path)?;
@@ -44,6 +58,48 @@ pub fn load_model(path: &Path) -> Result<ModelFile> {
         config,
         metadata,
     })
+}
+
+/// The number of parameters `config` builds (checked arithmetic), or
+/// `None` when a size is below 1 or the count overflows.
+pub fn parameter_count(config: &ModelConfig) -> Option<u64> {
+    let pos = |x: i64| u64::try_from(x).ok().filter(|&v| v >= 1);
+    let linear = |i: u64, o: u64| i.checked_add(1)?.checked_mul(o);
+    match config {
+        ModelConfig::Mlp(c) => {
+            let mut total = 0u64;
+            let mut width = pos(c.input)?;
+            for &h in &c.hidden {
+                let h = pos(h)?;
+                total = total.checked_add(linear(width, h)?)?;
+                width = h;
+            }
+            total.checked_add(linear(width, pos(c.classes)?)?)
+        }
+        ModelConfig::Cnn(c) => {
+            let mut total = 0u64;
+            let mut cin = pos(c.in_channels)?;
+            let mut size = pos(c.image_size)?;
+            if c.channels.is_empty() {
+                return None;
+            }
+            for (i, &ch) in c.channels.iter().enumerate() {
+                let ch = pos(ch)?;
+                total = total.checked_add(cin.checked_mul(9)?.checked_add(1)?.checked_mul(ch)?)?;
+                cin = ch;
+                if c.pool_after.contains(&i) {
+                    size /= 2;
+                }
+            }
+            let flat = cin
+                .checked_mul(pos(i64::try_from(size).ok()?)?)?
+                .checked_mul(size)?;
+            let hidden = pos(c.hidden)?;
+            total
+                .checked_add(linear(flat, hidden)?)?
+                .checked_add(linear(hidden, pos(c.classes)?)?)
+        }
+    }
 }
 
 /// The input shape (without the batch dimension) `config` takes, and its classes.
