@@ -223,6 +223,13 @@ fn sgtm_step_overhead(reps: usize) {
             100.0 * (med[i] / med[0] - 1.0)
         );
     }
+    // The mix of 7.3 at recall 1: half the batches forget, a quarter of the
+    // retain batches in retain mode, the rest default.
+    let mix = 0.5 * med[2] + 0.125 * med[3] + 0.375 * med[1];
+    println!(
+        "SGTM training in 7.3's mix of steps: {:+.1} % over plain steps",
+        100.0 * (mix / med[0] - 1.0)
+    );
     let worst = med[2].max(med[3]) / med[0] - 1.0;
     println!(
         "SGTM step overhead over a plain step: {:+.1} % (target <= 10 %): {}",
