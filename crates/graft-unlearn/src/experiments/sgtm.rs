@@ -241,7 +241,7 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
     let mut restricted = corpus.tokens_of(Language::B);
     restricted.push(STOP);
     let data = Data { corpus, restricted };
-    let steps = ctx.pick(600, 3000);
+    let steps = ctx.pick(500, 3000);
     let cap = ctx.pick(400, 1500);
     let recalls: Vec<f64> = if ctx.quick() {
         vec![1.0, 0.9]
