@@ -107,8 +107,16 @@ where
 
 fn run_as_child<F: FnOnce() -> Result<()>>(f: F) -> ! {
     let baseline = current_rss_bytes().unwrap_or(0);
-    // Writing 5 resets VmHWM to the current RSS (Linux >= 4.0).
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    // Writing 5 resets VmHWM to the current RSS (Linux >= 4.0). Without it
+    // the peak would include the child's start-up and be overstated: refuse
+    // to measure rather than report that.
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        eprintln!(
+            "memory probe: cannot reset the peak resident set (writing /proc/self/clear_refs: {e}); \
+             the peak would include the child's start-up, so nothing is measured"
+        );
+        std::process::exit(4);
+    }
     match f() {
         Ok(()) => {
             let peak = peak_rss_bytes().unwrap_or(0).max(baseline);

@@ -95,7 +95,13 @@ fn arm(
     cfg: &TextTrainConfig,
     seed: u64,
 ) -> Result<Fit, ExperimentError> {
-    graft_tensor::memory::reset_peak_rss();
+    // Without a reset the peak would include earlier arms: report none then.
+    let peak_reset = graft_tensor::memory::reset_peak_rss();
+    if !peak_reset {
+        tracing::warn!(
+            "cannot reset the peak resident set (/proc/self/clear_refs): peak memory is not reported"
+        );
+    }
     let t0 = Instant::now();
     seed_everything(seed);
     let mut vs = nn::VarStore::new(Device::Cpu);
@@ -126,7 +132,10 @@ fn arm(
         p.unmerge()?;
         merged_agrees = merged.equal(&unmerged);
     }
-    let peak_mib = graft_tensor::memory::peak_rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64;
+    let peak_mib = match (peak_reset, graft_tensor::memory::peak_rss_bytes()) {
+        (true, Some(b)) => b as f64 / (1 << 20) as f64,
+        _ => f64::NAN,
+    };
     Ok(Fit {
         accuracy,
         trainable,
