@@ -8,10 +8,10 @@
 
 use graft_nn::data::{BilingualConfig, BilingualCorpus, digits, lm_batch};
 use graft_nn::models::{ModelConfig, TinyLm, TinyLmConfig, build};
-use graft_nn::train::{Optimizer, TrainConfig, train_classifier};
-use graft_tensor::tch::nn::{self, ModuleT, OptimizerConfig, VarStore};
+use graft_nn::train::train_classifier;
+use graft_tensor::tch::nn::{self, OptimizerConfig, VarStore};
 use graft_tensor::tch::{self, Device, Tensor, no_grad};
-use graft_unlearn::baselines::{Finetune, Retrain, reinit_from_config};
+use graft_unlearn::baselines::{Finetune, Retrain, cnn_recipe, reinit_from_config};
 use graft_unlearn::importance::{ImportanceConfig, importances};
 use graft_unlearn::sgtm::{AdamW, BatchMode, SgtmConfig, SgtmTrainer, lm_loss};
 use graft_unlearn::{ForgetRequest, Ssd, SsdConfig, Unlearner};
@@ -47,17 +47,7 @@ fn ssd_vs_retraining(reps: usize) {
         .split(0.7, 0.15, 0)
         .expect("split");
     let config = ModelConfig::cnn_8x8(10);
-    let recipe = TrainConfig {
-        epochs: 40,
-        batch_size: 32,
-        lr: 0.05,
-        weight_decay: 5e-4,
-        optimizer: Optimizer::Sgd {
-            momentum: 0.9,
-            nesterov: false,
-        },
-        seed: 0,
-    };
+    let recipe = cnn_recipe(40, 0);
     graft_tensor::seed::seed_everything(0);
     let vs = VarStore::new(Device::Cpu);
     let model = build(&vs.root(), &config).expect("model");
@@ -195,7 +185,7 @@ fn sgtm_step_overhead(reps: usize) {
     for rep in 0..reps + 3 {
         let mut t = Vec::new();
         let s = Instant::now();
-        let loss = lm_loss(&m_plain.forward_t(&x, true), &y).unwrap();
+        let loss = lm_loss(&m_plain.forward(&x).unwrap(), &y).unwrap();
         adamw.backward_step(&loss);
         t.push(s.elapsed().as_secs_f64());
         for mode in [BatchMode::Default, BatchMode::Forget, BatchMode::Retain] {

@@ -7,30 +7,9 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn graft(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(args)
-        .env_remove("GRAFT_DEVICE")
-        .output()
-        .expect("graft runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = graft(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{args:?}: {err}");
-    err
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = graft(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
+mod common;
+use common::*;
 
 fn minilm() -> PathBuf {
     graft_tensor::cache::asset("minilm/config.json")

@@ -6,30 +6,11 @@
 use graft_tensor::tch::{Device, Kind, Tensor};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn graft_cmd(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_graft"));
-    cmd.args(args)
-        .env_remove("GRAFT_DEVICE")
-        .env_remove("GRAFT_FAULT");
-    cmd
-}
-
-fn graft(args: &[&str]) -> Output {
-    graft_cmd(args).output().expect("graft runs")
-}
-
-/// Runs graft expecting a clean failure (exit 1, not a panic's 101 or a
-/// signal) and returns its stderr.
-fn fails(args: &[&str]) -> String {
-    let out = graft(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
+mod common;
+use common::*;
 
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)

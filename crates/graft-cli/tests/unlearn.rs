@@ -10,30 +10,9 @@ use graft_tensor::safetensors::Checkpoint;
 use graft_tensor::tch::{Device, Kind, Tensor, nn::VarStore};
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn graft(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(args)
-        .env_remove("GRAFT_DEVICE")
-        .output()
-        .expect("graft runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = graft(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{args:?}: {err}");
-    err
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = graft(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
+mod common;
+use common::*;
 
 /// `graft unlearn ssd` on the files in `d` with the forget set given by
 /// `forget` (e.g. `["--forget", FILE]`), α, λ and any `extra` arguments.

@@ -7,9 +7,9 @@
 
 use graft_nn::data::digits;
 use graft_nn::models::{ModelConfig, build};
-use graft_nn::train::{Optimizer, TrainConfig, evaluate, train_classifier};
+use graft_nn::train::{evaluate, train_classifier};
 use graft_tensor::tch::{Device, nn::VarStore};
-use graft_unlearn::baselines::{Retrain, reinit_from_config};
+use graft_unlearn::baselines::{Retrain, cnn_recipe, reinit_from_config};
 use graft_unlearn::mia::entropy_mia;
 use graft_unlearn::{ForgetRequest, Ssd, SsdConfig, Unlearner};
 
@@ -17,17 +17,7 @@ fn main() -> anyhow::Result<()> {
     graft_tensor::tch::set_num_threads(1); // small models: one thread is faster
     let splits = digits()?.split(0.7, 0.15, 0)?;
     let config = ModelConfig::cnn_8x8(10);
-    let recipe = TrainConfig {
-        epochs: 40,
-        batch_size: 32,
-        lr: 0.05,
-        weight_decay: 5e-4,
-        optimizer: Optimizer::Sgd {
-            momentum: 0.9,
-            nesterov: false,
-        },
-        seed: 0,
-    };
+    let recipe = cnn_recipe(40, 0);
     let train = |vs: &VarStore, model: &graft_nn::models::Model| {
         train_classifier(model, vs, &splits.train, None, &recipe)
     };

@@ -52,18 +52,35 @@ pub fn dampen_tensor(
     alpha: f64,
     lambda: f64,
 ) -> Result<(Tensor, Tensor)> {
+    let (new, selected, _) = dampen_with_factor(theta, full, forget, alpha, lambda)?;
+    Ok((new, selected))
+}
+
+/// [`dampen_tensor`], also returning the factor `min(λ·full/forget, 1)`
+/// (meaningful where selected; `None` when nothing can be selected).
+fn dampen_with_factor(
+    theta: &Tensor,
+    full: &Tensor,
+    forget: &Tensor,
+    alpha: f64,
+    lambda: f64,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
     check_constants(alpha, lambda)?;
     if alpha.is_infinite() {
-        return Ok((theta.copy(), theta.f_zeros_like()?.f_to_kind(Kind::Bool)?));
+        return Ok((
+            theta.copy(),
+            theta.f_zeros_like()?.f_to_kind(Kind::Bool)?,
+            None,
+        ));
     }
     let selected = forget.f_gt_tensor(&full.f_mul_scalar(alpha)?)?;
-    let factor = full
-        .f_mul_scalar(lambda)?
-        .f_div(forget)?
-        .f_clamp_max(1.0)?
-        .f_to_kind(theta.kind())?;
-    let dampened = theta.f_mul(&factor)?;
-    Ok((dampened.f_where_self(&selected, theta)?, selected))
+    let factor = full.f_mul_scalar(lambda)?.f_div(forget)?.f_clamp_max(1.0)?;
+    let dampened = theta.f_mul(&factor.f_to_kind(theta.kind())?)?;
+    Ok((
+        dampened.f_where_self(&selected, theta)?,
+        selected,
+        Some(factor),
+    ))
 }
 
 /// [`dampen_tensor`] applied to `param` in place (without gradients),
@@ -77,15 +94,11 @@ pub fn dampen_parameter(
     lambda: f64,
 ) -> Result<LayerDampening> {
     graft_tensor::tch::no_grad(|| {
-        let (new, selected) = dampen_tensor(param, full, forget, alpha, lambda)?;
+        let (new, selected, factor) = dampen_with_factor(param, full, forget, alpha, lambda)?;
         let n_sel = selected.f_sum(Kind::Int64)?.f_int64_value(&[])?;
         let (mut mean_factor, mut min_factor, mut n_damp) = (1.0, 1.0, 0);
-        if n_sel > 0 {
-            let factor = full
-                .f_mul_scalar(lambda)?
-                .f_div(forget)?
-                .f_clamp_max(1.0)?
-                .f_masked_select(&selected)?;
+        if let (true, Some(factor)) = (n_sel > 0, factor) {
+            let factor = factor.f_masked_select(&selected)?;
             mean_factor = factor.f_mean(Kind::Double)?.f_double_value(&[])?;
             min_factor = factor.f_min()?.f_double_value(&[])?;
             n_damp = factor.f_lt(1.0)?.f_sum(Kind::Int64)?.f_int64_value(&[])?;

@@ -3,9 +3,10 @@
 //! privacy-leakage score from a Min-K% Prob membership attack.
 
 use crate::mia::roc_auc;
+use crate::sgtm::RoutedModel;
 use crate::{Error, Result};
 use graft_nn::data::lm_batch;
-use graft_tensor::tch::nn::ModuleT;
+use graft_nn::models::Route;
 use graft_tensor::tch::{Device, Kind, Reduction, Tensor, no_grad};
 
 /// Mean next-token cross-entropy of `model` over `docs` (every target
@@ -13,7 +14,7 @@ use graft_tensor::tch::{Device, Kind, Reduction, Tensor, no_grad};
 /// ids only (targets outside them are an error): "how well does the model
 /// still speak this language", free of the unigram mass other tokens took.
 pub fn lm_eval_loss(
-    model: &dyn ModuleT,
+    model: &dyn RoutedModel,
     docs: &[Vec<i64>],
     context: usize,
     restrict: Option<&[i64]>,
@@ -26,7 +27,7 @@ pub fn lm_eval_loss(
         for chunk in docs.chunks(256) {
             let refs: Vec<&[i64]> = chunk.iter().map(Vec::as_slice).collect();
             let (x, y) = lm_batch(&refs, context);
-            let logits = model.forward_t(&x, false);
+            let logits = model.forward_routed(&x, Route::Normal)?;
             let v = logits.size()[2];
             let (logits, y) = match restrict {
                 None => (logits.f_reshape([-1, v])?, y.f_reshape([-1])?),
@@ -79,7 +80,7 @@ pub fn lm_eval_loss(
 /// lowest `k` fraction of its target tokens' log-probabilities (higher =
 /// more likely seen in training).
 pub fn min_k_scores(
-    model: &dyn ModuleT,
+    model: &dyn RoutedModel,
     docs: &[Vec<i64>],
     context: usize,
     k: f64,
@@ -92,7 +93,9 @@ pub fn min_k_scores(
         for chunk in docs.chunks(256) {
             let refs: Vec<&[i64]> = chunk.iter().map(Vec::as_slice).collect();
             let (x, y) = lm_batch(&refs, context);
-            let logp = model.forward_t(&x, false).f_log_softmax(-1, Kind::Double)?;
+            let logp = model
+                .forward_routed(&x, Route::Normal)?
+                .f_log_softmax(-1, Kind::Double)?;
             let valid = y.f_ne(-100)?;
             let picked = logp
                 .f_gather(2, &y.f_clamp_min(0)?.f_unsqueeze(2)?, false)?
@@ -116,7 +119,7 @@ pub fn min_k_scores(
 
 /// The ROC-AUC of a Min-K% attack telling `members` from `holdout` documents.
 pub fn min_k_auc(
-    model: &dyn ModuleT,
+    model: &dyn RoutedModel,
     members: &[Vec<i64>],
     holdout: &[Vec<i64>],
     context: usize,

@@ -239,10 +239,10 @@ impl Unlearner for Ssd {
     fn unlearn(&self, request: &ForgetRequest<'_>) -> Result<UnlearnReport> {
         let started = Instant::now();
         let (report, _, _) = self.run(request)?;
-        Ok(UnlearnReport {
-            method: self.name(),
-            wall_s: started.elapsed().as_secs_f64(),
-            details: serde_json::to_value(&report).unwrap_or_default(),
-        })
+        Ok(UnlearnReport::since(
+            self.name(),
+            started,
+            serde_json::to_value(&report).unwrap_or_default(),
+        ))
     }
 }

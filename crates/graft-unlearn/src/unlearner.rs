@@ -30,6 +30,17 @@ pub struct UnlearnReport {
     pub details: serde_json::Value,
 }
 
+impl UnlearnReport {
+    /// The report of `method`, timed from `started`.
+    pub fn since(method: String, started: std::time::Instant, details: serde_json::Value) -> Self {
+        Self {
+            method,
+            wall_s: started.elapsed().as_secs_f64(),
+            details,
+        }
+    }
+}
+
 /// An unlearning method: edits the request's model in place.
 pub trait Unlearner {
     /// The method's name with its settings.

@@ -73,13 +73,31 @@ pub struct Trained {
 
 /// Loads `digits` or `mnist5k` and splits it with `seed`.
 pub fn load_split(data: &str, seed: u64) -> Result<crate::data::Splits> {
-    match data {
-        "digits" => digits()?.split(0.7, 0.15, seed),
-        "mnist5k" => mnist_5k()?.split(0.8, 0.1, seed),
-        other => Err(Error::Invalid(format!(
-            "unknown baseline data set `{other}` (digits, mnist5k)"
-        ))),
-    }
+    Ok(load_split_with_indices(data, seed)?.0)
+}
+
+/// [`load_split`], with the indices (into the data set) of the train,
+/// validation and test parts, to save beside results.
+pub fn load_split_with_indices(
+    data: &str,
+    seed: u64,
+) -> Result<(crate::data::Splits, [Vec<i64>; 3])> {
+    let (full, train, val) = match data {
+        "digits" => (digits()?, 0.7, 0.15),
+        "mnist5k" => (mnist_5k()?, 0.8, 0.1),
+        other => {
+            return Err(Error::Invalid(format!(
+                "unknown baseline data set `{other}` (digits, mnist5k)"
+            )));
+        }
+    };
+    let [tr, va, te] = full.split_indices(train, val, seed)?;
+    let splits = crate::data::Splits {
+        train: full.select(&tr)?,
+        val: full.select(&va)?,
+        test: full.select(&te)?,
+    };
+    Ok((splits, [tr, va, te]))
 }
 
 /// Trains `config` on `train` from `seed` (initialisation and shuffles), on the CPU.

@@ -166,6 +166,14 @@ impl TinyLm {
         &self.config
     }
 
+    /// Next-token logits for `tokens` (`[n, t]`, Int64): an ordinary
+    /// forward pass ([`Route::Normal`]). Token ids come from data, so a bad
+    /// shape or an id outside the vocabulary is an error, not a panic
+    /// (hence no `ModuleT` impl, whose forward cannot fail).
+    pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+        self.forward_routed(tokens, Route::Normal)
+    }
+
     /// Logits for `tokens` (`[n, t]`, Int64), the designated heads and
     /// units taking part as `route` says. Errors on a bad shape or a token
     /// outside the vocabulary.
@@ -220,16 +228,5 @@ impl TinyLm {
             x = &x + b.fc_out.forward_t(&m, false);
         }
         Ok(self.lm_head.forward_t(&self.ln_f.forward(&x), false))
-    }
-}
-
-impl ModuleT for TinyLm {
-    /// [`TinyLm::forward_routed`] with [`Route::Normal`]; panics on bad
-    /// token ids (call `forward_routed` for an error instead).
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        match self.forward_routed(xs, Route::Normal) {
-            Ok(y) => y,
-            Err(e) => panic!("{e}"),
-        }
     }
 }

@@ -40,10 +40,10 @@ impl Unlearner for Finetune {
         let started = Instant::now();
         let report =
             train_classifier(request.model, request.vs, request.retain, None, &self.train)?;
-        Ok(UnlearnReport {
-            method: self.name(),
-            wall_s: started.elapsed().as_secs_f64(),
-            details: serde_json::json!({ "steps": report.steps }),
-        })
+        Ok(UnlearnReport::since(
+            self.name(),
+            started,
+            serde_json::json!({ "steps": report.steps }),
+        ))
     }
 }

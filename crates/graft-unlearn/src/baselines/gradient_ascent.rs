@@ -150,10 +150,10 @@ impl Unlearner for GradientAscent {
                 }
             }
         }
-        Ok(UnlearnReport {
-            method: self.name(),
-            wall_s: started.elapsed().as_secs_f64(),
-            details: serde_json::json!({ "steps": steps, "stopped_at_chance": stopped_at_chance }),
-        })
+        Ok(UnlearnReport::since(
+            self.name(),
+            started,
+            serde_json::json!({ "steps": steps, "stopped_at_chance": stopped_at_chance }),
+        ))
     }
 }

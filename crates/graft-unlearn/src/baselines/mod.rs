@@ -10,4 +10,4 @@ mod retrain;
 pub use finetune::Finetune;
 pub use gradient_ascent::GradientAscent;
 pub use random_labels::RandomLabels;
-pub use retrain::{Reinit, Retrain, reinit_from_config};
+pub use retrain::{Reinit, Retrain, cnn_recipe, reinit_from_config};

@@ -65,10 +65,10 @@ impl Unlearner for RandomLabels {
             .retain
             .concat(&relabelled, "retain+relabelled forget")?;
         let report = train_classifier(request.model, request.vs, &mixed, None, &self.train)?;
-        Ok(UnlearnReport {
-            method: self.name(),
-            wall_s: started.elapsed().as_secs_f64(),
-            details: serde_json::json!({ "steps": report.steps }),
-        })
+        Ok(UnlearnReport::since(
+            self.name(),
+            started,
+            serde_json::json!({ "steps": report.steps }),
+        ))
     }
 }

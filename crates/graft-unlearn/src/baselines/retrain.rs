@@ -3,10 +3,27 @@
 use crate::unlearner::{ForgetRequest, UnlearnReport, Unlearner};
 use crate::{Error, Result};
 use graft_nn::models::{ModelConfig, build};
-use graft_nn::train::{TrainConfig, train_classifier};
+use graft_nn::train::{Optimizer, TrainConfig, train_classifier};
 use graft_tensor::tch::nn::VarStore;
 use graft_tensor::tch::{Device, no_grad};
 use std::time::Instant;
+
+/// The unlearning spec's recipe for its digits CNN (§1): SGD with momentum
+/// 0.9, weight decay 5e-4, lr 0.05, batch 32, shuffles seeded with `seed`.
+/// The `unlearn` experiments train and retrain with it.
+pub fn cnn_recipe(epochs: usize, seed: u64) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 32,
+        lr: 0.05,
+        weight_decay: 5e-4,
+        optimizer: Optimizer::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+        },
+        seed,
+    }
+}
 
 /// Puts fresh initial values into a model's parameters.
 pub type Reinit = Box<dyn Fn(&VarStore) -> Result<()> + Send + Sync>;
@@ -58,10 +75,10 @@ impl Unlearner for Retrain {
         (self.reinit)(request.vs)?;
         let report =
             train_classifier(request.model, request.vs, request.retain, None, &self.train)?;
-        Ok(UnlearnReport {
-            method: self.name(),
-            wall_s: started.elapsed().as_secs_f64(),
-            details: serde_json::json!({ "steps": report.steps }),
-        })
+        Ok(UnlearnReport::since(
+            self.name(),
+            started,
+            serde_json::json!({ "steps": report.steps }),
+        ))
     }
 }

@@ -1,28 +1,14 @@
-//! What the `unlearn` experiments share: the training recipe, weight
+//! What the `unlearn` experiments share: training a model, weight
 //! snapshots, and summary statistics.
 
+use crate::baselines::cnn_recipe;
 use graft_nn::Dataset;
 use graft_nn::models::{ModelConfig, build};
-use graft_nn::train::{Optimizer, TrainConfig, train_classifier};
+use graft_nn::train::train_classifier;
 use graft_tensor::seed::seed_everything;
 use graft_tensor::tch::nn::VarStore;
 use graft_tensor::tch::{Device, Tensor, no_grad};
 use std::collections::BTreeMap;
-
-/// The spec's DigitsCNN recipe (§1): SGD momentum 0.9, weight decay 5e-4, lr 0.05, batch 32.
-pub fn recipe(epochs: usize, seed: u64) -> TrainConfig {
-    TrainConfig {
-        epochs,
-        batch_size: 32,
-        lr: 0.05,
-        weight_decay: 5e-4,
-        optimizer: Optimizer::Sgd {
-            momentum: 0.9,
-            nesterov: false,
-        },
-        seed,
-    }
-}
 
 /// A model trained from `seed` on `train`.
 pub struct Trained {
@@ -34,7 +20,7 @@ pub struct Trained {
     pub train_s: f64,
 }
 
-/// Builds `config` from `seed` and trains it on `train` with [`recipe`].
+/// Builds `config` from `seed` and trains it on `train` with [`cnn_recipe`].
 pub fn train(
     config: &ModelConfig,
     train: &Dataset,
@@ -44,7 +30,7 @@ pub fn train(
     seed_everything(seed);
     let vs = VarStore::new(Device::Cpu);
     let model = build(&vs.root(), config)?;
-    let report = train_classifier(&model, &vs, train, None, &recipe(epochs, seed))?;
+    let report = train_classifier(&model, &vs, train, None, &cnn_recipe(epochs, seed))?;
     Ok(Trained {
         vs,
         model,
@@ -97,4 +83,14 @@ pub fn median(v: &[f64]) -> f64 {
 /// The share of `v` satisfying `pred`.
 pub fn share(v: &[f64], pred: impl Fn(f64) -> bool) -> f64 {
     v.iter().filter(|&&x| pred(x)).count() as f64 / v.len().max(1) as f64
+}
+
+/// Writes `value` as pretty JSON to `file` in the experiment's directory, atomically.
+pub fn save_json(
+    ctx: &graft_nn::experiment::ExperimentContext,
+    file: &str,
+    value: &impl serde::Serialize,
+) -> Result<(), graft_nn::experiment::ExperimentError> {
+    graft_tensor::atomic::write_atomic(ctx.path(file), &serde_json::to_vec_pretty(value)?)?;
+    Ok(())
 }

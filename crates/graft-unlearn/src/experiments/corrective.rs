@@ -14,7 +14,7 @@
 //! never on test; the whole grid is saved. A model trained without any
 //! manipulated sample is the gold standard.
 
-use super::common::{Snapshot, median, train};
+use super::common::{Snapshot, median, save_json, train};
 use crate::baselines::{Finetune, Retrain, reinit_from_config};
 use crate::corrective::{
     Manipulated, Trigger, confusion_metrics, identified, interclass_swap, poison, poison_metrics,
@@ -23,8 +23,8 @@ use crate::corrective::{
 use crate::importance::{ImportanceConfig, importances};
 use crate::{ForgetRequest, Unlearner, dampen_model};
 use graft_nn::Dataset;
-use graft_nn::data::{digits, mnist_5k};
 use graft_nn::experiment::{Claim, ExperimentContext, Outcome, RunResult};
+use graft_nn::experiments::baselines::load_split_with_indices;
 use graft_nn::models::{Model, ModelConfig};
 use graft_nn::plot::{Series, line_chart};
 use graft_tensor::seed::derive_seed;
@@ -133,24 +133,10 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
     let mut all = Vec::new();
     let mut splits_saved = serde_json::Map::new();
     for setting in settings(ctx) {
-        let full = match setting.data {
-            "digits" => digits()?,
-            _ => mnist_5k()?,
-        };
-        let (tf, vf) = if setting.data == "digits" {
-            (0.7, 0.15)
-        } else {
-            (0.8, 0.1)
-        };
         let mut rows = Vec::new();
         for s in 0..setting.seeds {
             let seed = derive_seed(ctx.seed, &format!("7.2/{}/{s}", setting.data));
-            let [tr, va, te] = full.split_indices(tf, vf, seed)?;
-            let splits = graft_nn::data::Splits {
-                train: full.select(&tr)?,
-                val: full.select(&va)?,
-                test: full.select(&te)?,
-            };
+            let (splits, [tr, va, te]) = load_split_with_indices(setting.data, seed)?;
             let mut saved = serde_json::json!({ "train": tr, "val": va, "test": te });
             let value = splits.train.inputs.max().double_value(&[]);
             let trigger = Trigger {
@@ -206,16 +192,10 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
         plots_for(ctx, &mut outcome, setting.data, &rows)?;
         all.extend(rows);
     }
-    graft_tensor::atomic::write_atomic(
-        ctx.path("corrective_runs.json"),
-        &serde_json::to_vec_pretty(&all)?,
-    )?;
+    save_json(ctx, "corrective_runs.json", &all)?;
     // Split indices (into the data set's order), manipulated and identified
     // indices (into the training split), per data set and seed.
-    graft_tensor::atomic::write_atomic(
-        ctx.path("corrective_splits.json"),
-        &serde_json::to_vec(&splits_saved)?,
-    )?;
+    save_json(ctx, "corrective_splits.json", &splits_saved)?;
     Ok(outcome)
 }
 
@@ -285,7 +265,7 @@ fn one_attack(
             (
                 "eu",
                 Box::new(Retrain::new(
-                    super::common::recipe(setting.epochs, eu_seed),
+                    crate::baselines::cnn_recipe(setting.epochs, eu_seed),
                     reinit_from_config(setting.model.clone(), eu_seed),
                 )),
             ),

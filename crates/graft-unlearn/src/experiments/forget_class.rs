@@ -14,14 +14,14 @@
 //! order (as a user would at training time) and its time is charged in
 //! full to every SSD request in the speed claim.
 
-use super::common::{Snapshot, median, train};
+use super::common::{Snapshot, median, save_json, train};
 use crate::baselines::{Finetune, GradientAscent, RandomLabels, Retrain, reinit_from_config};
 use crate::importance::{ImportanceConfig, ImportanceMode, importances};
 use crate::mia::{entropy_mia, loss_mia};
 use crate::{ForgetRequest, Ssd, SsdConfig, Unlearner};
 use graft_nn::Dataset;
-use graft_nn::data::{digits, mnist_5k};
 use graft_nn::experiment::{Claim, ExperimentContext, Outcome, RunResult};
+use graft_nn::experiments::baselines::load_split_with_indices;
 use graft_nn::models::ModelConfig;
 use graft_nn::plot::{Series, line_chart};
 use graft_nn::train::evaluate;
@@ -141,25 +141,16 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
     let mut all_rows = Vec::new();
     let mut splits_saved = serde_json::Map::new();
     for setting in settings(ctx) {
-        let full = match setting.data {
-            "digits" => digits()?,
-            _ => mnist_5k()?,
-        };
-        let (train_frac, val_frac) = if setting.data == "digits" {
-            (0.7, 0.15)
-        } else {
-            (0.8, 0.1)
-        };
         let mut rows: Vec<Row> = Vec::new();
         let mut full_importance_s = Vec::new();
         for s in 0..setting.seeds {
             let seed = derive_seed(ctx.seed, &format!("7.1/{}/{s}", setting.data));
-            let [tr, va, te] = full.split_indices(train_frac, val_frac, seed)?;
+            let (splits, [tr, va, te]) = load_split_with_indices(setting.data, seed)?;
             splits_saved.insert(
                 format!("{}/{seed}", setting.data),
                 serde_json::json!({ "train": tr, "val": va, "test": te }),
             );
-            let (train_set, val, test) = (full.select(&tr)?, full.select(&va)?, full.select(&te)?);
+            let (train_set, val, test) = (splits.train, splits.val, splits.test);
             let original = train(&setting.model, &train_set, setting.epochs, seed)?;
             let snapshot = Snapshot::of(&original.vs);
             // I_D once per model, both modes (timed).
@@ -226,7 +217,7 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
                     (
                         "retrain",
                         Box::new(Retrain::new(
-                            super::common::recipe(setting.epochs, retrain_seed),
+                            crate::baselines::cnn_recipe(setting.epochs, retrain_seed),
                             reinit_from_config(setting.model.clone(), retrain_seed),
                         )),
                     ),
@@ -262,14 +253,8 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
         plots_for(ctx, &mut outcome, setting.data, &rows)?;
         all_rows.extend(rows);
     }
-    graft_tensor::atomic::write_atomic(
-        ctx.path("forget_class_runs.json"),
-        &serde_json::to_vec_pretty(&all_rows)?,
-    )?;
-    graft_tensor::atomic::write_atomic(
-        ctx.path("forget_class_splits.json"),
-        &serde_json::to_vec(&splits_saved)?,
-    )?;
+    save_json(ctx, "forget_class_runs.json", &all_rows)?;
+    save_json(ctx, "forget_class_splits.json", &splits_saved)?;
     Ok(outcome)
 }
 

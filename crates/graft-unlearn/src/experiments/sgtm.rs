@@ -184,10 +184,7 @@ fn relearn(
         let (xb, yb) = sample_batch(&c.train_b, &mut rng, BATCH / 2);
         let x = Tensor::cat(&[xa, xb], 0);
         let y = Tensor::cat(&[ya, yb], 0);
-        let loss = lm_loss(
-            &graft_tensor::tch::nn::ModuleT::forward_t(model, &x, true),
-            &y,
-        )?;
+        let loss = lm_loss(&model.forward(&x)?, &y)?;
         opt.backward_step(&loss);
         if step % 10 == 0 {
             let l = probe(model)?;
@@ -215,8 +212,8 @@ fn grad_diff(
     for step in 1..=cap {
         let (xa, ya) = sample_batch(&c.train_a, &mut rng, BATCH / 2);
         let (xb, yb) = sample_batch(&c.train_b, &mut rng, BATCH / 2);
-        let fwd = |x: &Tensor| graft_tensor::tch::nn::ModuleT::forward_t(model, x, true);
-        let loss = lm_loss(&fwd(&xa), &ya)? - lm_loss(&fwd(&xb), &yb)?;
+        let fwd = |x: &Tensor| model.forward(x);
+        let loss = lm_loss(&fwd(&xa)?, &ya)? - lm_loss(&fwd(&xb)?, &yb)?;
         opt.backward_step(&loss);
         if step % 5 == 0
             && lm_eval_loss(
@@ -400,9 +397,6 @@ pub fn run(ctx: &ExperimentContext) -> RunResult {
         "median_train_s".into(),
         serde_json::json!(median(&rows.iter().map(|r| r.train_s).collect::<Vec<_>>())),
     );
-    graft_tensor::atomic::write_atomic(
-        ctx.path("sgtm_runs.json"),
-        &serde_json::to_vec_pretty(&all)?,
-    )?;
+    super::common::save_json(ctx, "sgtm_runs.json", &all)?;
     Ok(outcome)
 }

@@ -7,9 +7,9 @@ use graft_tensor::tch::nn::ModuleT;
 use graft_tensor::tch::{Device, Kind, Tensor};
 use std::collections::BTreeMap;
 
-/// A model with designated heads or units: it can run with them ablated or
-/// with gradients routed to them, and names its designated entries.
-pub trait RoutedModel: ModuleT {
+/// A model with designated heads, units or channels: it can run with them
+/// ablated or with gradients routed to them, and names its designated entries.
+pub trait RoutedModel {
     /// Outputs with the designated parts taking part as `route` says.
     fn forward_routed(&self, xs: &Tensor, route: Route) -> Result<Tensor>;
 
