@@ -1,13 +1,20 @@
 //! Merging checkpoint files: reads the base and the
 //! models one tensor at a time (memory-mapped), merges each float tensor with
-//! [`crate::chunked::merge_chunked`], streams the result into a sharded safetensors
-//! directory built beside the output and renamed into place at the end.
+//! [`crate::chunked::merge_chunked`], and streams each merged chunk straight
+//! to its place in a sharded safetensors directory
+//! ([`graft_tensor::safetensors::ParallelWriter`]) built beside the output
+//! and renamed into place at the end.
 //!
-//! Tensors are merged in parallel batches of one per thread and written in
-//! the base's order. Within a tensor the merge streams in chunks
-//! ([`crate::chunked`]) and releases the mapped input pages behind it, so
-//! memory with `scope = tensor` is about `threads × ((n + 2) chunks of f32 +
-//! one output tensor in its dtype)`, whatever the model size.
+//! Worker threads take tensors one at a time, in any order; the file layout
+//! is fixed up front, so the bytes do not depend on the order or the thread
+//! count. Within a tensor the merge streams in chunks ([`crate::chunked`]),
+//! releases the mapped input pages behind it and writes each merged chunk at
+//! once, so no whole tensor is ever held: the anonymous memory of a merge is
+//! about `threads × (n + 3) × chunk_elems × 4` bytes (n models, the base,
+//! the merged chunk and its encoding) plus the chunk buffers each thread
+//! keeps for reuse (at most 16 per thread) and TIES' or PCB's 2¹⁶-bucket
+//! histograms, whatever the model or tensor size. Mapped input pages count
+//! as file-backed memory while a chunk is in use, and are released behind it.
 //! `scope = global` (TIES, PCB) streams the flattened model — the float
 //! tensors in the base's order — through one chunked merge, in one thread:
 //! TIES' and PCB's global quantiles come from shared read passes over the
@@ -23,7 +30,7 @@ use crate::types::Method;
 use crate::{Error, Result};
 use graft_tensor::atomic::StagingDir;
 use graft_tensor::output::OutputRules;
-use graft_tensor::safetensors::{Checkpoint, Dtype, ShardedWriter, TensorSpec};
+use graft_tensor::safetensors::{Checkpoint, Dtype, ParallelWriter, TensorSpec};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -86,7 +93,8 @@ fn open(path: &Path) -> Result<Checkpoint> {
     Ok(Checkpoint::open(path)?)
 }
 
-/// Where a merge stands, reported after each tensor is written (the library
+/// Where a merge stands, reported after each tensor is written, in the order
+/// they complete (the library
 /// draws nothing: the `graft` command turns these into a progress bar).
 #[derive(Debug, Clone, Copy)]
 pub struct Progress<'a> {
@@ -190,7 +198,7 @@ pub fn run_merge_with_progress(
     );
 
     let staging = StagingDir::create(out_dir, &rules, "graft merge")?;
-    let mut writer = ShardedWriter::create(
+    let writer = ParallelWriter::create(
         staging.path(),
         out_specs.clone(),
         &metadata,
@@ -208,9 +216,6 @@ pub fn run_merge_with_progress(
         warnings,
     };
     let jobs: Vec<(&TensorSpec, &TensorSpec)> = base_specs.iter().zip(&out_specs).collect();
-    let spare = std::sync::Mutex::new(Vec::new());
-    // Output buffers kept for reuse: one per worker.
-    let workers = pool.current_num_threads().max(1);
     let job = Job {
         config,
         base: &base,
@@ -218,22 +223,15 @@ pub fn run_merge_with_progress(
         ids: &ids,
         layers,
         chunk: options.chunk_elems,
-        spare: &spare,
+        writer: &writer,
     };
-    let mut write = |spec: &TensorSpec, merged: Merged| -> Result<()> {
-        report.bytes_read += merged.bytes_read;
-        report.bytes_written += merged.bytes.len() as u64;
-        if merged.copied {
+    let mut record = |spec: &TensorSpec, done: Written| {
+        report.bytes_read += done.bytes_read;
+        report.bytes_written += done.bytes_written;
+        if done.copied {
             report.copied += 1;
         } else {
             report.merged += 1;
-        }
-        writer.write_bytes(&spec.name, &merged.bytes)?;
-        if !merged.copied
-            && let Ok(mut spare) = spare.lock()
-            && spare.len() <= workers
-        {
-            spare.push(merged.bytes);
         }
         done_bytes += spec.nbytes() as u64;
         progress(Progress {
@@ -241,25 +239,39 @@ pub fn run_merge_with_progress(
             done_bytes,
             total_bytes: total,
         });
-        Ok(())
     };
     if config.scope == Scope::Global && matches!(config.method, Method::Ties | Method::Pcb(_)) {
-        job.global(&jobs, &mut write)?;
+        job.global(&jobs, &mut record)?;
     } else {
-        let batch = pool.current_num_threads().max(1);
-        for chunk in jobs.chunks(batch) {
-            // Merge a batch in parallel, then write it in the declared order.
-            let results: Vec<Result<Merged>> = pool.install(|| {
-                use rayon::prelude::*;
-                chunk
-                    .par_iter()
-                    .map(|(spec, out_spec)| job.tensor(spec, out_spec))
-                    .collect()
+        // Workers take tensors as they free up; this thread reports each one
+        // as it completes (the callback need not be thread-safe).
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Written)>();
+        std::thread::scope(|scope| -> Result<()> {
+            let jobs = &jobs;
+            let job = &job;
+            let pool = &pool;
+            let workers = scope.spawn(move || {
+                pool.install(|| {
+                    use rayon::prelude::*;
+                    jobs.par_iter().enumerate().try_for_each_with(
+                        tx,
+                        |tx, (i, (spec, out_spec))| {
+                            let done = job.tensor(spec, out_spec)?;
+                            // The receiver lives until every sender is gone.
+                            let _ = tx.send((i, done));
+                            Ok(())
+                        },
+                    )
+                })
             });
-            for ((spec, _), result) in chunk.iter().zip(results) {
-                write(spec, result?)?;
+            for (i, done) in rx {
+                record(jobs[i].0, done);
             }
-        }
+            match workers.join() {
+                Ok(result) => result,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })?;
     }
     writer.finish()?;
     let config_json = base_dir(&base_path).join("config.json");
@@ -276,11 +288,43 @@ pub fn run_merge_with_progress(
     Ok(report)
 }
 
-/// One merged (or copied) tensor, ready to write.
-struct Merged {
-    bytes: Vec<u8>,
+/// What writing one merged (or copied) tensor took.
+struct Written {
     bytes_read: u64,
+    bytes_written: u64,
     copied: bool,
+}
+
+thread_local! {
+    /// Each thread's buffer for encoding merged chunks, kept between tensors.
+    static ENCODED: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Encodes `values` as `dtype` into this thread's reused buffer and writes
+/// them as the bytes of tensor `name` from byte `at` on.
+fn write_encoded(
+    writer: &ParallelWriter,
+    name: &str,
+    at: u64,
+    dtype: Dtype,
+    values: &[f32],
+) -> Result<u64> {
+    let mut buf = ENCODED.take();
+    buf.clear();
+    let ok = encode_extend(dtype, values, &mut buf);
+    let result = if ok {
+        writer
+            .write_range(name, at, &buf)
+            .map(|()| buf.len() as u64)
+            .map_err(Error::from)
+    } else {
+        Err(Error::Mismatch {
+            tensor: name.into(),
+            reason: format!("cannot write dtype {dtype:?}"),
+        })
+    };
+    ENCODED.set(buf);
+    result
 }
 
 /// One tensor of one checkpoint as a chunked [`Source`]: decodes ranges of
@@ -330,10 +374,19 @@ impl Source for FileSource<'_> {
 
     fn release(&self, start: usize, len: usize) {
         let w = self.width();
-        // Best effort: a failed madvise only costs memory.
-        let _ = self.file.release(self.name, start * w, len * w);
+        // `release` keeps the pages a range only partly covers; reaching one
+        // page back also drops the page the previous chunk ended in, so no
+        // page per chunk stays behind. Best effort: a failed madvise only
+        // costs memory.
+        let back = (start * w).min(PAGE);
+        let _ = self
+            .file
+            .release(self.name, start * w - back, len * w + back);
     }
 }
+
+/// The page size `madvise` works in.
+const PAGE: usize = 4096;
 
 /// What every tensor's merge reads.
 struct Job<'a> {
@@ -343,35 +396,35 @@ struct Job<'a> {
     ids: &'a [String],
     layers: Option<usize>,
     chunk: usize,
-    /// Output buffers handed back after writing, for the next tensors.
-    spare: &'a std::sync::Mutex<Vec<Vec<u8>>>,
+    /// Where merged chunks go.
+    writer: &'a ParallelWriter,
 }
 
 impl Job<'_> {
-    /// An empty output buffer with room for `bytes`, reused where possible
-    /// (a fresh one costs a page fault and a zeroing per 4 KiB).
-    fn buffer(&self, bytes: usize) -> Vec<u8> {
-        let mut v = self
-            .spare
-            .lock()
-            .ok()
-            .and_then(|mut s| s.pop())
-            .unwrap_or_default();
-        v.clear();
-        v.reserve(bytes);
-        v
+    /// Copies a tensor the merge leaves alone from the base, a chunk's worth
+    /// of bytes at a time, releasing the mapped pages behind it.
+    fn copy(&self, spec: &TensorSpec) -> Result<Written> {
+        let file = self.base.file_of(&spec.name)?;
+        let bytes = file.bytes(&spec.name)?;
+        let step = (self.chunk * 4).max(1);
+        for (i, piece) in bytes.chunks(step).enumerate() {
+            self.writer
+                .write_range(&spec.name, (i * step) as u64, piece)?;
+            // Best effort: a failed madvise only costs memory.
+            let _ = file.release(&spec.name, i * step, piece.len());
+        }
+        self.writer.check_complete(&spec.name)?;
+        Ok(Written {
+            bytes_read: bytes.len() as u64,
+            bytes_written: bytes.len() as u64,
+            copied: true,
+        })
     }
 
-    /// Merges (or copies) one tensor.
-    fn tensor(&self, spec: &TensorSpec, out_spec: &TensorSpec) -> Result<Merged> {
-        let base_bytes = self.base.file_of(&spec.name)?.bytes(&spec.name)?;
-        let mut bytes_read = base_bytes.len() as u64;
+    /// Merges (or copies) one tensor, writing it chunk by chunk.
+    fn tensor(&self, spec: &TensorSpec, out_spec: &TensorSpec) -> Result<Written> {
         if !is_float(spec.dtype) {
-            return Ok(Merged {
-                bytes: base_bytes.to_vec(),
-                bytes_read,
-                copied: true,
-            });
+            return self.copy(spec);
         }
         let layer = layer_index(&spec.name).zip(self.layers);
         let base_source = FileSource::new(self.base, &spec.name)?;
@@ -380,14 +433,15 @@ impl Job<'_> {
             .iter()
             .map(|m| FileSource::new(m, &spec.name))
             .collect::<Result<_>>()?;
-        bytes_read += sources.iter().map(|s| s.bytes.len() as u64).sum::<u64>();
+        let bytes_read = base_source.bytes.len() as u64
+            + sources.iter().map(|s| s.bytes.len() as u64).sum::<u64>();
         let models = chunk_models(self.config, self.ids, &spec.name, layer, &sources)?;
         let base_arg: Option<&dyn Source> = if self.config.method == Method::Linear {
             None
         } else {
             Some(&base_source)
         };
-        let mut bytes = self.buffer(out_spec.nbytes());
+        let mut at = 0u64;
         merge_chunked(
             &self.config.method,
             &self.config.params,
@@ -396,13 +450,14 @@ impl Job<'_> {
             &models,
             self.chunk,
             &mut |part: &[f32]| {
-                encode_extend(out_spec.dtype, part, &mut bytes);
+                at += write_encoded(self.writer, &spec.name, at, out_spec.dtype, part)?;
                 Ok(())
             },
         )?;
-        Ok(Merged {
-            bytes,
+        self.writer.check_complete(&spec.name)?;
+        Ok(Written {
             bytes_read,
+            bytes_written: at,
             copied: false,
         })
     }
@@ -418,7 +473,7 @@ impl Job<'_> {
     fn global(
         &self,
         jobs: &[(&TensorSpec, &TensorSpec)],
-        write: &mut dyn FnMut(&TensorSpec, Merged) -> Result<()>,
+        record: &mut dyn FnMut(&TensorSpec, Written),
     ) -> Result<()> {
         if let Some(m) = self
             .config
@@ -447,21 +502,35 @@ impl Job<'_> {
             .collect::<Result<_>>()?;
         let models = chunk_models(self.config, self.ids, GLOBAL, None, &sources)?;
 
-        // The sink fills tensors in declared order; non-float ones are copied as reached.
+        // The sink fills tensors in declared order, writing each piece at
+        // once; non-float tensors are copied as they are reached, and empty
+        // float ones (which receive no elements) completed.
         let mut next = 0usize;
-        let mut bytes: Vec<u8> = Vec::new();
         let mut filled = 0usize;
-        let flush_copies = |next: &mut usize,
-                            write: &mut dyn FnMut(&TensorSpec, Merged) -> Result<()>|
-         -> Result<()> {
-            while let Some((spec, _)) = jobs.get(*next).filter(|(s, _)| !is_float(s.dtype)) {
-                let merged = self.tensor(spec, spec)?;
-                write(spec, merged)?;
-                *next += 1;
-            }
-            Ok(())
-        };
-        flush_copies(&mut next, write)?;
+        let mut written = 0u64;
+        let skip_done =
+            |next: &mut usize, record: &mut dyn FnMut(&TensorSpec, Written)| -> Result<()> {
+                while let Some((spec, _)) = jobs.get(*next) {
+                    if !is_float(spec.dtype) {
+                        record(spec, self.copy(spec)?);
+                    } else if spec.numel() == 0 {
+                        self.writer.check_complete(&spec.name)?;
+                        record(
+                            spec,
+                            Written {
+                                bytes_read: 0,
+                                bytes_written: 0,
+                                copied: false,
+                            },
+                        );
+                    } else {
+                        break;
+                    }
+                    *next += 1;
+                }
+                Ok(())
+            };
+        skip_done(&mut next, record)?;
         merge_chunked(
             &self.config.method,
             &self.config.params,
@@ -475,40 +544,34 @@ impl Job<'_> {
                         break;
                     };
                     let take = (spec.numel() - filled).min(part.len());
-                    encode_extend(out_spec.dtype, &part[..take], &mut bytes);
+                    written += write_encoded(
+                        self.writer,
+                        &spec.name,
+                        written,
+                        out_spec.dtype,
+                        &part[..take],
+                    )?;
                     filled += take;
                     part = &part[take..];
                     if filled == spec.numel() {
-                        let merged = Merged {
-                            bytes: std::mem::replace(&mut bytes, self.buffer(0)),
-                            bytes_read: (spec.nbytes() * (1 + self.models.len())) as u64,
-                            copied: false,
-                        };
-                        write(spec, merged)?;
+                        self.writer.check_complete(&spec.name)?;
+                        record(
+                            spec,
+                            Written {
+                                bytes_read: (spec.nbytes() * (1 + self.models.len())) as u64,
+                                bytes_written: written,
+                                copied: false,
+                            },
+                        );
                         filled = 0;
+                        written = 0;
                         next += 1;
-                        flush_copies(&mut next, write)?;
+                        skip_done(&mut next, record)?;
                     }
                 }
                 Ok(())
             },
-        )?;
-        // Empty float tensors at the end receive no elements from the stream.
-        while let Some((spec, _)) = jobs.get(next) {
-            if is_float(spec.dtype) && spec.numel() == 0 {
-                let merged = Merged {
-                    bytes: Vec::new(),
-                    bytes_read: 0,
-                    copied: false,
-                };
-                write(spec, merged)?;
-                next += 1;
-                flush_copies(&mut next, write)?;
-            } else {
-                break;
-            }
-        }
-        Ok(())
+        )
     }
 }
 

@@ -242,6 +242,14 @@ impl AtomicFile {
         &self.tmp
     }
 
+    /// The temporary file itself, for positional writes
+    /// (`std::os::unix::fs::FileExt::write_all_at`) from several threads.
+    /// [`flush`](Write::flush) first: bytes written through [`Write`] may
+    /// still sit in the buffer. `None` once synced.
+    pub fn file(&self) -> Option<&File> {
+        self.out.as_ref().map(BufWriter::get_ref)
+    }
+
     /// Flushes and fsyncs the temporary file without renaming it yet. On
     /// failure the temporary file is removed.
     pub fn sync(mut self) -> Result<SyncedFile> {

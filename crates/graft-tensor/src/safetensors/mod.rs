@@ -11,11 +11,13 @@
 //! - [`save`], [`save_sharded`], [`load`]: the one-call forms.
 
 mod checkpoint;
+mod parallel_writer;
 mod reader;
 mod writer;
 
 pub use ::safetensors::Dtype;
 pub use checkpoint::{Checkpoint, INDEX_FILE, parse_index};
+pub use parallel_writer::ParallelWriter;
 pub use reader::{SafetensorsFile, parse_header};
 pub use writer::{SafetensorsWriter, ShardedWriter, plan_shards, shard_file_name};
 

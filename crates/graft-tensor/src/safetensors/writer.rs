@@ -151,7 +151,7 @@ fn shape_of(tensor: &Tensor) -> Vec<usize> {
 }
 
 /// The JSON header for `specs`, padded with spaces to a multiple of 8 bytes.
-fn header_bytes(
+pub(super) fn header_bytes(
     path: &Path,
     specs: &[TensorSpec],
     metadata: &HashMap<String, String>,
@@ -273,13 +273,7 @@ impl ShardedWriter {
             return Err(Error::Invalid("max_shard_bytes must be positive".into()));
         }
         let plan = plan_shards(&specs, max_shard_bytes);
-        let n = plan.len();
-        let mut weight_map = BTreeMap::new();
-        for (i, shard) in plan.iter().enumerate() {
-            for spec in shard {
-                weight_map.insert(spec.name.clone(), shard_file_name(i, n));
-            }
-        }
+        let weight_map = weight_map(&plan);
         let total_size = specs.iter().map(|s| s.nbytes() as u64).sum();
         let mut writer = Self {
             dir,
@@ -367,16 +361,37 @@ impl ShardedWriter {
             file.commit()?;
         }
         if self.plan.len() > 1 {
-            let index = serde_json::json!({
-                "metadata": { "total_size": self.total_size },
-                "weight_map": self.weight_map,
-            });
-            let text = serde_json::to_string_pretty(&index).map_err(|e| Error::BadWrite {
-                path: self.dir.join(INDEX_FILE),
-                reason: e.to_string(),
-            })?;
-            write_atomic(self.dir.join(INDEX_FILE), text.as_bytes())?;
+            write_index(&self.dir, self.total_size, &self.weight_map)?;
         }
         Ok(())
     }
+}
+
+/// Where each tensor of a shard plan lives: its shard's file name.
+pub(super) fn weight_map(plan: &[Vec<TensorSpec>]) -> BTreeMap<String, String> {
+    let n = plan.len();
+    let mut map = BTreeMap::new();
+    for (i, shard) in plan.iter().enumerate() {
+        for spec in shard {
+            map.insert(spec.name.clone(), shard_file_name(i, n));
+        }
+    }
+    map
+}
+
+/// Writes the Hugging Face index of a sharded checkpoint, atomically.
+pub(super) fn write_index(
+    dir: &Path,
+    total_size: u64,
+    weight_map: &BTreeMap<String, String>,
+) -> Result<()> {
+    let index = serde_json::json!({
+        "metadata": { "total_size": total_size },
+        "weight_map": weight_map,
+    });
+    let text = serde_json::to_string_pretty(&index).map_err(|e| Error::BadWrite {
+        path: dir.join(INDEX_FILE),
+        reason: e.to_string(),
+    })?;
+    write_atomic(dir.join(INDEX_FILE), text.as_bytes())
 }

@@ -15,12 +15,19 @@
 //! little; thread stacks and per-thread scratch of libtorch's OpenMP pool
 //! add a few MB that grow with the thread count. Compare configurations
 //! measured the same way, and expect differences under ~5 MB to be noise.
+//! The child also samples `RssAnon` and `RssFile` every millisecond
+//! ([`RssSampler`]), so that a report can tell memory the program allocated
+//! from mapped file pages the kernel may drop.
 //! Runs on Linux only (it reads `/proc`).
 //!
 //! **Bytes held by tensors** ([`tensor_bytes`]): the bytes of storage the
 //! given tensors span, counting memory shared between views once. It is exact
 //! for what the tensors reference and blind to everything else (allocator
 //! caches, autograd's saved tensors, libtorch workspaces).
+
+mod sampler;
+
+pub use sampler::{RssNow, RssPeaks, RssSampler, rss_now};
 
 use crate::{Error, Result};
 #[cfg(feature = "tch")]
@@ -40,12 +47,37 @@ pub struct PeakMemory {
     pub baseline_bytes: u64,
     /// High-water mark of the resident set while the closure ran.
     pub peak_bytes: u64,
+    /// Anonymous resident memory (`RssAnon`) just before the closure ran.
+    #[serde(default)]
+    pub anon_baseline_bytes: u64,
+    /// The largest `RssAnon` sampled (every millisecond) while it ran: the
+    /// memory the program allocated, without mapped file pages.
+    #[serde(default)]
+    pub anon_peak_bytes: u64,
+    /// File-backed resident memory (`RssFile`) just before the closure ran.
+    #[serde(default)]
+    pub file_baseline_bytes: u64,
+    /// The largest `RssFile` sampled while it ran (mapped inputs, code).
+    #[serde(default)]
+    pub file_peak_bytes: u64,
 }
 
 impl PeakMemory {
     /// What the closure added at its peak: `peak - baseline`.
     pub fn delta_bytes(&self) -> u64 {
         self.peak_bytes.saturating_sub(self.baseline_bytes)
+    }
+
+    /// Anonymous memory the closure added at its sampled peak.
+    pub fn anon_delta_bytes(&self) -> u64 {
+        self.anon_peak_bytes
+            .saturating_sub(self.anon_baseline_bytes)
+    }
+
+    /// File-backed memory the closure added at its sampled peak.
+    pub fn file_delta_bytes(&self) -> u64 {
+        self.file_peak_bytes
+            .saturating_sub(self.file_baseline_bytes)
     }
 }
 
@@ -106,6 +138,9 @@ where
 }
 
 fn run_as_child<F: FnOnce() -> Result<()>>(f: F) -> ! {
+    // The sampler's thread starts before the baseline, so it is part of it.
+    let sampler = RssSampler::start(None, std::time::Duration::from_millis(1));
+    let split = rss_now(None).unwrap_or_default();
     let baseline = current_rss_bytes().unwrap_or(0);
     // Writing 5 resets VmHWM to the current RSS (Linux >= 4.0). Without it
     // the peak would include the child's start-up and be overstated: refuse
@@ -120,9 +155,14 @@ fn run_as_child<F: FnOnce() -> Result<()>>(f: F) -> ! {
     match f() {
         Ok(()) => {
             let peak = peak_rss_bytes().unwrap_or(0).max(baseline);
+            let sampled = sampler.stop();
             let report = PeakMemory {
                 baseline_bytes: baseline,
                 peak_bytes: peak,
+                anon_baseline_bytes: split.anon_bytes,
+                anon_peak_bytes: sampled.anon_bytes.max(split.anon_bytes),
+                file_baseline_bytes: split.file_bytes,
+                file_peak_bytes: sampled.file_bytes.max(split.file_bytes),
             };
             let json = serde_json::to_string(&report).unwrap_or_default();
             println!("\n{RESULT_MARKER} {json}");
