@@ -11,11 +11,12 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     setup::ensure(None)?;
     fetch_assets::ensure()?;
-    // The PEFT benchmark needs PEFT and torch in the peers environment.
-    let group = if args.first().is_some_and(|a| a == "peft") {
-        "peft"
-    } else {
-        "core"
+    // The PEFT benchmark needs PEFT and torch in the peers environment, the
+    // merge benchmark mergekit.
+    let group = match args.first().map(String::as_str) {
+        Some("peft") => "peft",
+        Some("merge") => "mergekit",
+        _ => "core",
     };
     let python = peers::ensure(group)?;
     // Benchmarks that run the `graft` command (merge) need it built.

@@ -1,179 +1,40 @@
 //! `cargo xtask bench merge`: TIES (density 0.2) and Task Arithmetic over a
 //! base and 4 fine-tunes of a synthetic Llama-shaped checkpoint, with
 //! `graft merge` and, when the peers environment has it, `mergekit-yaml` on
-//! the same YAML and files in the same run; beside the physical floor of
-//! spec §9, `T* = bytes in / read bandwidth + bytes out / write bandwidth`
-//! (warm page-cache reads; writes with `fdatasync`, as a merge must end),
-//! both measured on the same disk in the same run. Reports wall time, peak RSS and
-//! bytes read, and writes the table to `target/bench/merge.md`.
+//! the same YAML and files in the same run, on its defaults (5B-parameter
+//! output shards), with `--out-shard-size 1B`, and with its parallel
+//! writer (`--async-write --write-threads 2`). Each configuration runs 3
+//! times on a warm page cache (median and range), then once cold (inputs
+//! evicted). Memory: the kernel's peak resident set (`wait4`) and sampled
+//! peaks of anonymous and file-backed memory, separately. graft's output is
+//! compared with mergekit's tensor by tensor (share of bf16 values equal
+//! and within 1 ulp, largest difference). Beside them the physical floor of
+//! spec §9, `T* = bytes in / read bandwidth + bytes out / write bandwidth`,
+//! both measured on the same disk in the same run. Then the memory bound: a
+//! two-worker Task Arithmetic merge of checkpoints with a 65,536 × 2,048
+//! f32 embedding and head. The tables go to `target/bench/merge-<size>.md`.
 //!
 //! `GRAFT_BENCH_MERGE_SIZE=small` (default: hidden 512, 4 layers, ≈ 50 MB per
 //! model in bf16) or `full` (the spec's hidden 2048, 16 layers, vocab 32000:
-//! ≈ 1.9 GB per model, ≈ 10 GB of disk).
+//! ≈ 1.9 GB per model, ≈ 10 GB of disk); `GRAFT_BENCH_MERGE_BOUND=skip`
+//! leaves out the memory bound (≈ 4 GB of disk), `=small` runs it at
+//! 8,192 rows.
 
-use graft_tensor::safetensors::{ShardedWriter, TensorSpec};
-use graft_tensor::tch::{Device, Kind, Tensor};
-use std::collections::HashMap;
+mod bound;
+mod compare;
+mod inputs;
+mod measure;
+
+use inputs::{Shape, write_llama};
+use measure::{Summary, evict, measure, repeat};
 use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-struct Shape {
-    hidden: i64,
-    intermediate: i64,
-    layers: i64,
-    heads: i64,
-    vocab: i64,
-}
-
-fn llama_tensors(s: &Shape) -> Vec<(String, Vec<i64>)> {
-    let mut t = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![s.vocab, s.hidden],
-    )];
-    for i in 0..s.layers {
-        let p = format!("model.layers.{i}");
-        for proj in ["q_proj", "k_proj", "v_proj", "o_proj"] {
-            t.push((
-                format!("{p}.self_attn.{proj}.weight"),
-                vec![s.hidden, s.hidden],
-            ));
-        }
-        t.push((
-            format!("{p}.mlp.gate_proj.weight"),
-            vec![s.intermediate, s.hidden],
-        ));
-        t.push((
-            format!("{p}.mlp.up_proj.weight"),
-            vec![s.intermediate, s.hidden],
-        ));
-        t.push((
-            format!("{p}.mlp.down_proj.weight"),
-            vec![s.hidden, s.intermediate],
-        ));
-        t.push((format!("{p}.input_layernorm.weight"), vec![s.hidden]));
-        t.push((
-            format!("{p}.post_attention_layernorm.weight"),
-            vec![s.hidden],
-        ));
-    }
-    t.push(("model.norm.weight".into(), vec![s.hidden]));
-    t.push(("lm_head.weight".into(), vec![s.vocab, s.hidden]));
-    t
-}
-
-/// Writes a base (seed 0) or a fine-tune (base + Student-t noise, ν = 3, scale 1e-3 × RMS) in bf16.
-fn write_model(dir: &Path, s: &Shape, noise_seed: Option<i64>) {
-    if dir.join("model.safetensors.index.json").is_file() || dir.join("model.safetensors").is_file()
-    {
-        return;
-    }
-    std::fs::create_dir_all(dir).expect("model dir");
-    let tensors = llama_tensors(s);
-    let specs: Vec<TensorSpec> = tensors
-        .iter()
-        .map(|(n, shape)| TensorSpec {
-            name: n.clone(),
-            dtype: graft_tensor::safetensors::Dtype::BF16,
-            shape: shape.iter().map(|&d| d as usize).collect(),
-        })
-        .collect();
-    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let mut w = ShardedWriter::create(dir, specs, &meta, Some(1_000_000_000)).expect("writer");
-    for (i, (name, shape)) in tensors.iter().enumerate() {
-        graft_tensor::tch::manual_seed(i as i64);
-        let base = if name.ends_with("layernorm.weight") || name == "model.norm.weight" {
-            Tensor::ones(shape.as_slice(), (Kind::Float, Device::Cpu))
-        } else {
-            Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)) * 0.02
-        };
-        let value = match noise_seed {
-            None => base,
-            Some(seed) => {
-                graft_tensor::tch::manual_seed(seed * 100_003 + i as i64);
-                let z = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu));
-                let chi2 = (0..3)
-                    .map(|_| Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)).square())
-                    .fold(
-                        Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu)),
-                        |a, b| a + b,
-                    );
-                let t = z / (chi2 / 3.0).sqrt();
-                let rms = base.square().mean(Kind::Float).sqrt();
-                &base + t * rms * 1e-3
-            }
-        };
-        w.write(name, &value.to_kind(Kind::BFloat16))
-            .expect("write");
-    }
-    w.finish().expect("finish");
-    let config = format!(
-        r#"{{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": {}, "intermediate_size": {}, "num_hidden_layers": {}, "num_attention_heads": {}, "num_key_value_heads": {}, "vocab_size": {}, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "tie_word_embeddings": false, "torch_dtype": "bfloat16"}}"#,
-        s.hidden, s.intermediate, s.layers, s.heads, s.heads, s.vocab
-    );
-    std::fs::write(dir.join("config.json"), config).expect("config");
-}
-
-struct Run {
-    wall_s: f64,
-    max_rss_mib: f64,
-    read_bytes: u64,
-    ok: bool,
-}
-
-/// Runs `cmd` and reports wall time, the child's peak RSS (wait4) and bytes it read (/proc/<pid>/io).
-fn measure(mut cmd: Command) -> Run {
-    let started = Instant::now();
-    let Ok(child) = cmd.spawn() else {
-        return Run {
-            wall_s: 0.0,
-            max_rss_mib: 0.0,
-            read_bytes: 0,
-            ok: false,
-        };
-    };
-    let pid = child.id() as i32;
-    let io_path = format!("/proc/{pid}/io");
-    let mut read_bytes = 0u64;
-    let mut status = 0i32;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        if let Some(v) = std::fs::read_to_string(&io_path).ok().and_then(|io| {
-            io.lines()
-                .find_map(|l| l.strip_prefix("rchar: "))
-                .and_then(|v| v.trim().parse().ok())
-        }) {
-            read_bytes = v;
-        }
-        // SAFETY: plain wait4 on our own child, non-blocking.
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if r == pid {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    Run {
-        wall_s: started.elapsed().as_secs_f64(),
-        max_rss_mib: usage.ru_maxrss as f64 / 1024.0,
-        read_bytes,
-        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-    }
-}
-
-/// One table row for one tool's run.
-fn row(table: &mut String, method: &str, tool: &str, r: &Run, floor_s: f64) {
-    let _ = writeln!(
-        table,
-        "| {method} | {tool} | {:.2} | {:.0} | {:.2} | {:.1} |{}",
-        r.wall_s,
-        r.max_rss_mib,
-        r.read_bytes as f64 / 1e9,
-        r.wall_s / floor_s,
-        if r.ok { "" } else { " FAILED" }
-    );
-}
+/// Warm runs per configuration.
+const RUNS: usize = 3;
 
 fn read_bandwidth(paths: &[PathBuf]) -> (u64, f64) {
     let mut buf = vec![0u8; 8 << 20];
@@ -225,6 +86,67 @@ fn safetensors_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Builds the command that merges `yaml` into `out`.
+type MakeCommand = Box<dyn Fn(&Path, &Path) -> Command>;
+
+/// One way of running a merge.
+struct Arm {
+    tool: &'static str,
+    options: &'static str,
+    /// Builds the command for `yaml` → `out`.
+    command: MakeCommand,
+}
+
+fn arms(graft: &Path, mergekit: Option<&Path>) -> Vec<Arm> {
+    let g = graft.to_path_buf();
+    let mut arms = vec![Arm {
+        tool: "graft",
+        options: "-j 2",
+        command: Box::new(move |yaml, out| {
+            let mut cmd = Command::new(&g);
+            cmd.arg("merge")
+                .arg(yaml)
+                .arg(out)
+                .args(["--quiet", "-j", "2"]);
+            cmd
+        }),
+    }];
+    let Some(mk) = mergekit else {
+        return arms;
+    };
+    for (options, extra) in [
+        ("defaults (5B-parameter shards)", &[][..]),
+        ("--out-shard-size 1B", &["--out-shard-size", "1B"][..]),
+        (
+            "--async-write --write-threads 2",
+            &["--async-write", "--write-threads", "2"][..],
+        ),
+    ] {
+        let mk = mk.to_path_buf();
+        arms.push(Arm {
+            tool: "mergekit-yaml",
+            options,
+            command: Box::new(move |yaml, out| {
+                let mut cmd = Command::new(&mk);
+                cmd.arg(yaml)
+                    .arg(out)
+                    .args([
+                        "--lazy-unpickle",
+                        "--no-copy-tokenizer",
+                        "--random-seed",
+                        "0",
+                        "--quiet",
+                    ])
+                    .args(extra)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null());
+                cmd
+            }),
+        });
+    }
+    arms
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -248,14 +170,15 @@ fn main() {
         },
     };
     let dir = root.join(format!("merge-{size}"));
-    println!("machine: {}", graft_nn::experiment::machine_description());
+    let machine = graft_nn::experiment::machine_description();
+    println!("machine: {machine}");
     println!(
         "generating inputs in {} (kept for later runs)",
         dir.display()
     );
-    write_model(&dir.join("base"), &shape, None);
+    write_llama(&dir.join("base"), &shape, None);
     for i in 1..=4 {
-        write_model(&dir.join(format!("ft{i}")), &shape, Some(i));
+        write_llama(&dir.join(format!("ft{i}")), &shape, Some(i));
     }
     let inputs: Vec<PathBuf> = ["base", "ft1", "ft2", "ft3", "ft4"]
         .iter()
@@ -275,8 +198,14 @@ fn main() {
     let mergekit = std::env::var_os("GRAFT_PEERS_PYTHON")
         .map(|p| PathBuf::from(p).with_file_name("mergekit-yaml"))
         .filter(|p| p.is_file());
+    let arms = arms(&graft, mergekit.as_deref());
 
     let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "machine: {machine}
+"
+    );
     let _ = writeln!(
         table,
         "inputs: base + 4 fine-tunes, {:.2} GB in all (bf16), {:.2} GB out; floor T* = {:.2} s \
@@ -291,9 +220,11 @@ fn main() {
     );
     let _ = writeln!(
         table,
-        "| method | tool | wall s | peak RSS MiB | read() GB (mmap reads not counted) | wall / T* |"
+        "| method | tool | options | wall s, median of {RUNS} warm (range) | wall s, cold | peak anonymous MiB | peak file-backed MiB | kernel peak RSS MiB | read() GB | warm median / T* |"
     );
-    let _ = writeln!(table, "|---|---|---|---|---|---|");
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|---|");
+    let mut notes = Vec::new();
+    let mut comparisons = String::new();
     for (method, params) in [("ties", ", density: 0.2"), ("task_arithmetic", "")] {
         let yaml = dir.join(format!("{method}.yml"));
         let mut text = format!(
@@ -309,45 +240,113 @@ fn main() {
         }
         text.push_str("dtype: bfloat16\n");
         std::fs::write(&yaml, text).expect("yaml");
-        let out = dir.join(format!("out-graft-{method}"));
-        let _ = std::fs::remove_dir_all(&out);
-        let mut cmd = Command::new(&graft);
-        cmd.arg("merge")
-            .arg(&yaml)
-            .arg(&out)
-            .args(["--quiet", "-j", "2"]);
-        let r = measure(cmd);
-        row(&mut table, method, "graft", &r, floor_s);
-        if let Some(mk) = &mergekit {
-            let out = dir.join(format!("out-mergekit-{method}"));
-            let _ = std::fs::remove_dir_all(&out);
-            let mut cmd = Command::new(mk);
-            cmd.arg(&yaml)
-                .arg(&out)
-                .args([
-                    "--lazy-unpickle",
-                    "--no-copy-tokenizer",
-                    "--random-seed",
-                    "0",
-                ])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
-            let m = measure(cmd);
-            row(&mut table, method, "mergekit-yaml", &m, floor_s);
-            if m.ok && r.ok {
-                let _ = writeln!(
-                    table,
-                    "| {method} | speed-up | {:.1}x | | | |",
-                    m.wall_s / r.wall_s
-                );
+        let mut medians: Vec<(&Arm, f64)> = Vec::new();
+        let mut outs: Vec<PathBuf> = Vec::new();
+        for (k, arm) in arms.iter().enumerate() {
+            let out = dir.join(format!("out-{method}-{k}"));
+            println!("{method}: {} {} ...", arm.tool, arm.options);
+            read_bandwidth(&inputs); // warm the page cache
+            let warm: Summary = repeat(
+                RUNS,
+                || {
+                    let _ = std::fs::remove_dir_all(&out);
+                },
+                || (arm.command)(&yaml, &out),
+            );
+            // The warm runs' output is kept for the comparison; the cold run
+            // writes beside it.
+            let cold_out = dir.join(format!("out-{method}-{k}-cold"));
+            let _ = std::fs::remove_dir_all(&cold_out);
+            let (how, resident) = evict(&inputs);
+            let cold = measure((arm.command)(&yaml, &cold_out));
+            let _ = std::fs::remove_dir_all(&cold_out);
+            let note = format!(
+                "cold runs: {how}; {:.1} % of the input pages were still resident after eviction",
+                resident * 100.0
+            );
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+            let (median, lo, hi) = warm.wall();
+            let (total, anon, file) = warm.memory();
+            let read_gb = warm.runs.iter().map(|r| r.read_bytes).max().unwrap_or(0) as f64 / 1e9;
+            let _ = writeln!(
+                table,
+                "| {method} | {} | {} | {median:.2} ({lo:.2}–{hi:.2}) | {:.2} | {anon:.0} | {file:.0} | {total:.0} | {read_gb:.2} | {:.1} |{}",
+                arm.tool,
+                arm.options,
+                cold.wall_s,
+                median / floor_s,
+                if warm.ok() && cold.ok { "" } else { " FAILED" }
+            );
+            if warm.ok() {
+                medians.push((arm, median));
+                outs.push(out);
             }
         }
+        if let (Some((g, tg)), Some((m, tm))) = (
+            medians.iter().find(|(a, _)| a.tool == "graft"),
+            medians
+                .iter()
+                .filter(|(a, _)| a.tool != "graft")
+                .min_by(|a, b| a.1.total_cmp(&b.1)),
+        ) {
+            let _ = writeln!(
+                table,
+                "| {method} | speed-up | graft {} vs mergekit's fastest ({}) | {:.1}x | | | | | | |",
+                g.options,
+                m.options,
+                tm / tg
+            );
+        }
+        if outs.len() >= 2 {
+            match compare::compare(&outs[0], &outs[1]) {
+                Ok(a) => {
+                    let _ = writeln!(
+                        comparisons,
+                        "| {method} | {} | {} | {:.4} % | {:.4} % | {:.3e} | {} |",
+                        a.tensors,
+                        a.values,
+                        100.0 * a.equal as f64 / a.values.max(1) as f64,
+                        100.0 * a.within_one_ulp as f64 / a.values.max(1) as f64,
+                        a.max_abs_diff,
+                        if a.mismatched.is_empty() {
+                            "none".to_string()
+                        } else {
+                            a.mismatched.join(", ")
+                        }
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        comparisons,
+                        "| {method} | comparison failed: {e} | | | | | |"
+                    );
+                }
+            }
+        }
+        for out in outs {
+            let _ = std::fs::remove_dir_all(out);
+        }
+    }
+    for note in &notes {
+        let _ = writeln!(table, "\n{note}");
     }
     if mergekit.is_none() {
         let _ = writeln!(
             table,
             "\nmergekit-yaml: not installed in the peers environment (`cargo xtask peers mergekit`), not measured"
         );
+    } else {
+        let _ = writeln!(
+            table,
+            "\n### graft's output vs mergekit's (defaults), tensor by tensor\n\n| method | tensors | bf16 values | equal | within 1 ulp | max abs difference | tensors on one side only |\n|---|---|---|---|---|---|---|\n{comparisons}"
+        );
+    }
+    match std::env::var("GRAFT_BENCH_MERGE_BOUND").as_deref() {
+        Ok("skip") => {}
+        Ok("small") => bound::run(&root, &graft, 8192, 2048, &mut table),
+        _ => bound::run(&root, &graft, 65536, 2048, &mut table),
     }
     println!("{table}");
     let _ = std::fs::write(root.join(format!("merge-{size}.md")), &table);
