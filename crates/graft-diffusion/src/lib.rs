@@ -33,5 +33,6 @@ pub mod problems;
 pub mod process;
 pub mod samplers;
 pub mod saved;
+pub mod to_target;
 
 pub use error::{Error, Result};

@@ -29,7 +29,7 @@ fn diffusion_quick_runs_and_reports_its_claims() {
         "r2-mrs3-20-vs-em-200-mmd",
         "r2-mrs3-20-vs-em-200-tv",
         "r2-mrs3-20-vs-em-200-std",
-        "dlg-improves-heun-10",
+        "dlg-vs-heun-k5-5pt",
     ] {
         assert!(claim(id).pass, "{:?}", claim(id));
     }
@@ -37,9 +37,13 @@ fn diffusion_quick_runs_and_reports_its_claims() {
         "r1-nfe-to-rmse-1e-2",
         "r3-mrs2-10-vs-posterior-100",
         "r3-mrs2-20-vs-posterior-100",
-        "dlg-improves-heun-20",
-        "l3-dlg-improves-heun-10",
-        "l3-dlg-improves-heun-20",
+        "dlg-vs-heun-k5-10pt",
+        "dlg-vs-heun-k20-5pt",
+        "dlg-vs-heun-k20-10pt",
+        "l3-dlg-vs-heun-k5-5pt",
+        "l3-dlg-vs-heun-k5-10pt",
+        "l3-dlg-vs-heun-k20-5pt",
+        "l3-dlg-vs-heun-k20-10pt",
     ] {
         claim(id);
     }

@@ -20,6 +20,7 @@ impl MergeConfig {
             scope: Scope::Tensor,
             dtype: None,
             out_dtype: None,
+            lambda: None,
         }
     }
 

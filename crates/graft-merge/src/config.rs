@@ -58,4 +58,35 @@ pub struct MergeConfig {
     pub dtype: Option<DType>,
     /// The dtype merged float tensors are written in (default: `dtype`, else the base's).
     pub out_dtype: Option<DType>,
+    /// A λ that varies with the tensor (a gradient over the layers or a
+    /// filter list); it replaces `params.lambda` tensor by tensor. `None`:
+    /// `params.lambda` everywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<Param>,
+}
+
+impl MergeConfig {
+    /// The merge parameters of `tensor` (layer `i` of `L`, if it has one):
+    /// [`params`](Self::params) with a varying [`lambda`](Self::lambda)
+    /// resolved for it.
+    pub fn params_for(
+        &self,
+        tensor: &str,
+        layer: Option<(usize, usize)>,
+    ) -> crate::Result<MergeParams> {
+        let mut params = self.params.clone();
+        if let Some(l) = &self.lambda {
+            let v = l
+                .resolve(tensor, layer)
+                .ok_or_else(|| crate::Error::Config {
+                    origin: "<config>".into(),
+                    key: "parameters.lambda".into(),
+                    reason: format!(
+                        "no filter matches tensor `{tensor}` and there is no fallback value"
+                    ),
+                })?;
+            params.lambda = v as f32;
+        }
+        Ok(params)
+    }
 }

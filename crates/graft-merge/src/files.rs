@@ -441,10 +441,11 @@ impl Job<'_> {
         } else {
             Some(&base_source)
         };
+        let params = self.config.params_for(&spec.name, layer)?;
         let mut at = 0u64;
         merge_chunked(
             &self.config.method,
-            &self.config.params,
+            &params,
             &spec.name,
             base_arg,
             &models,
@@ -487,6 +488,13 @@ impl Job<'_> {
                 reason:
                     "scope = global needs one weight and density per model (no gradients or filters)"
                         .into(),
+            });
+        }
+        if self.config.lambda.is_some() {
+            return Err(Error::Config {
+                origin: "<config>".into(),
+                key: "parameters.lambda".into(),
+                reason: "scope = global needs one lambda (no gradients or filters)".into(),
             });
         }
         let floats: Vec<&str> = jobs

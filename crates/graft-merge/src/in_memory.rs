@@ -133,10 +133,11 @@ fn merge_one(
     } else {
         Some(&base_source)
     };
+    let params = config.params_for(name, layer)?;
     let mut merged = Vec::with_capacity(base_values.len());
     merge_chunked(
         &config.method,
-        &config.params,
+        &params,
         name,
         base_arg,
         &chunk_models,

@@ -13,8 +13,9 @@ pub enum Param {
     /// of tensors named `...layers.{i}...`; tensors outside the layers take
     /// the first value.
     Gradient(Vec<f64>),
-    /// `(substring, value)` pairs: the first whose substring occurs in the
-    /// tensor name wins; `None` is the fallback.
+    /// `(substring, value)` pairs, tried in order as mergekit does: the
+    /// first whose substring occurs in the tensor name wins, and an entry
+    /// with no filter (or `*`) matches every tensor wherever it stands.
     Filtered(Vec<(Option<String>, Param)>),
 }
 
@@ -27,8 +28,7 @@ impl Param {
             Param::Filtered(rules) => {
                 let matched = rules
                     .iter()
-                    .find(|(f, _)| f.as_deref().is_some_and(|f| tensor.contains(f)))
-                    .or_else(|| rules.iter().find(|(f, _)| f.is_none()))?;
+                    .find(|(f, _)| f.as_deref().is_none_or(|f| f == "*" || tensor.contains(f)))?;
                 matched.1.resolve(tensor, layer)
             }
         }
@@ -37,6 +37,19 @@ impl Param {
     /// Whether the value is the same for every tensor.
     pub fn is_uniform(&self) -> bool {
         matches!(self, Param::Scalar(_))
+    }
+
+    /// This parameter, falling back to `fallback` for tensors it has no
+    /// value for (a filter list without a catch-all entry), as mergekit
+    /// falls back from a model's parameters to the top-level ones.
+    pub fn or_else(self, fallback: &Param) -> Param {
+        match self {
+            Param::Filtered(mut rules) if !rules.iter().any(|(f, _)| f.is_none()) => {
+                rules.push((None, fallback.clone()));
+                Param::Filtered(rules)
+            }
+            other => other,
+        }
     }
 }
 
@@ -102,6 +115,25 @@ mod tests {
             Some(0.0)
         );
         assert_eq!(f.resolve("lm_head.weight", None), Some(0.7));
+        // mergekit's order: a catch-all wins wherever it stands, `*` too.
+        let early = Param::Filtered(vec![
+            (Some("mlp".into()), Param::Scalar(0.1)),
+            (None, Param::Scalar(0.2)),
+            (Some("self_attn".into()), Param::Scalar(0.3)),
+        ]);
+        assert_eq!(
+            early.resolve("layers.0.self_attn.q.weight", None),
+            Some(0.2)
+        );
+        assert_eq!(early.resolve("layers.0.mlp.up.weight", None), Some(0.1));
+        let star = Param::Filtered(vec![(Some("*".into()), Param::Scalar(0.4))]);
+        assert_eq!(star.resolve("anything", None), Some(0.4));
+        // No match and no catch-all: nothing, unless a fallback is given.
+        let partial = Param::Filtered(vec![(Some("mlp".into()), Param::Scalar(0.1))]);
+        assert_eq!(partial.resolve("lm_head.weight", None), None);
+        let with = partial.or_else(&Param::Scalar(0.9));
+        assert_eq!(with.resolve("lm_head.weight", None), Some(0.9));
+        assert_eq!(with.resolve("mlp.weight", None), Some(0.1));
         assert_eq!(layer_index("model.layers.12.mlp.weight"), Some(12));
         assert_eq!(layer_index("hidden.0.weight"), None);
     }

@@ -101,9 +101,9 @@ pub struct YamlParameters {
     /// Divide by the sum of weights.
     #[serde(default)]
     pub normalize: Option<bool>,
-    /// Task Arithmetic's λ.
+    /// Task Arithmetic's λ: a number, a gradient or a list of `{filter, value}`.
     #[serde(default)]
-    pub lambda: Option<f64>,
+    pub lambda: Option<Value>,
     /// `true`/`false` or `l1`, `l2`, `linf`, `inverse_keep`, `none`.
     #[serde(default)]
     pub rescale: Option<Value>,
@@ -376,9 +376,16 @@ impl TryFrom<Named<'_>> for MergeConfig {
             normalize: p.normalize,
             ..MergeParams::default()
         };
-        if let Some(l) = p.lambda {
-            params.lambda = ctx.finite("parameters.lambda", l)? as f32;
-        }
+        let lambda = match &p.lambda {
+            Some(v) => match ctx.param("parameters.lambda", v)? {
+                Param::Scalar(l) => {
+                    params.lambda = ctx.finite("parameters.lambda", l)? as f32;
+                    None
+                }
+                varying => Some(varying),
+            },
+            None => None,
+        };
         if let Some(v) = &p.rescale {
             params.rescale = Some(ctx.rescale("parameters.rescale", v)?);
         }
@@ -404,12 +411,15 @@ impl TryFrom<Named<'_>> for MergeConfig {
         if let Some(i) = p.inter_balance {
             pcb.inter = i;
         }
+        // The top-level values: a model without its own takes them, and a
+        // model's filter list without a catch-all falls back to them (as in
+        // mergekit); neither given: weight and density 1.
         let fallback = |key: &str, v: &Option<Value>| match v {
-            Some(v) => ctx.param(&format!("parameters.{key}"), v),
-            None => Ok(Param::Scalar(1.0)),
+            Some(v) => ctx.param(&format!("parameters.{key}"), v).map(Some),
+            None => Ok(None),
         };
-        let default_weight = fallback("weight", &p.weight)?;
-        let default_density = fallback("density", &p.density)?;
+        let top_weight = fallback("weight", &p.weight)?;
+        let top_density = fallback("density", &p.density)?;
         let method_name = yaml
             .merge_method
             .as_deref()
@@ -436,14 +446,20 @@ impl TryFrom<Named<'_>> for MergeConfig {
             .enumerate()
             .map(|(i, m)| {
                 let key = format!("models[{i}].parameters");
-                let pick = |name: &str, v: &Option<Value>, default: &Param| match v {
-                    Some(v) => ctx.param(&format!("{key}.{name}"), v),
-                    None => Ok(default.clone()),
+                let pick = |name: &str, v: &Option<Value>, top: &Option<Param>| -> Result<Param> {
+                    Ok(match (v, top) {
+                        (Some(v), Some(top)) => {
+                            ctx.param(&format!("{key}.{name}"), v)?.or_else(top)
+                        }
+                        (Some(v), None) => ctx.param(&format!("{key}.{name}"), v)?,
+                        (None, Some(top)) => top.clone(),
+                        (None, None) => Param::Scalar(1.0),
+                    })
                 };
                 Ok(ModelSpec {
                     path: PathBuf::from(&m.model),
-                    weight: pick("weight", &m.parameters.weight, &default_weight)?,
-                    density: pick("density", &m.parameters.density, &default_density)?,
+                    weight: pick("weight", &m.parameters.weight, &top_weight)?,
+                    density: pick("density", &m.parameters.density, &top_density)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -459,6 +475,7 @@ impl TryFrom<Named<'_>> for MergeConfig {
             scope,
             dtype: ctx.dtype("dtype", yaml.dtype.as_ref())?,
             out_dtype: ctx.dtype("out_dtype", yaml.out_dtype.as_ref())?,
+            lambda,
         };
         config.check(origin)?;
         Ok(config)

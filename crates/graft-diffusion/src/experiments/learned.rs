@@ -242,8 +242,12 @@ pub(super) fn l2(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
     let mut order: Vec<i64> = (0..n_all).collect();
     let mut rng = seeded_rng(derive_seed(ctx.seed, "diffusion/l2"));
     order.shuffle(&mut rng);
-    let train = x_all.index_select(0, &Tensor::from_slice(&order[..1500.min(n_all as usize)]));
-    let test = x_all.index_select(0, &Tensor::from_slice(&order[1500.min(n_all as usize)..]));
+    // Train / validation / test: the MRS variant a claim names is chosen on
+    // the validation images, never on the test images it is scored on.
+    let (n_train, n_val) = (1200.min(n_all as usize), 1500.min(n_all as usize));
+    let train = x_all.index_select(0, &Tensor::from_slice(&order[..n_train]));
+    let val = x_all.index_select(0, &Tensor::from_slice(&order[n_train..n_val]));
+    let test = x_all.index_select(0, &Tensor::from_slice(&order[n_val..]));
     // Clean digits outside the test split (a subset of the training split's
     // clean images) for the MMD², with the median-distance bandwidth.
     let held_out = train.narrow(0, 0, 500.min(train.size()[0]));
@@ -268,6 +272,7 @@ pub(super) fn l2(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
         };
         let mu_train = degrade(&train, &mut rng)?;
         let mu_test = degrade(&test, &mut rng)?;
+        let mu_val = degrade(&val, &mut rng)?;
         let forward_op = |x: &Tensor| match task {
             "denoise" => x.shallow_clone(),
             _ => blur(x),
@@ -317,7 +322,7 @@ pub(super) fn l2(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
                 ..crate::saved::SavedConfig::new(
                     shape,
                     Parameterization::Noise,
-                    process_spec,
+                    process_spec.clone(),
                     100.0,
                     0.0,
                 )
@@ -417,21 +422,54 @@ pub(super) fn l2(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
             });
         }
         md.push('\n');
+        // The validation images have their own process mean (their degraded
+        // versions): the same schedule built on μ = mu_val, and the
+        // network conditioned on it.
+        let variants = ["MRS ODE-2 data", "MRS ODE-3 data", "MRS SDE-2 data"];
+        let val_process = process_spec.build(Some(mu_val.shallow_clone()))?;
+        net.set_process(val_process.clone());
+        net.set_condition(Some(mu_val.to_kind(Kind::Float)));
+        let x_t_val =
+            (&mu_val + normal_like(&mut rng, &mu_val)? * (50.0 / 255.0)).to_kind(Kind::Float);
+        let mut chosen = std::collections::BTreeMap::new();
+        let mut val_lines = Vec::new();
+        for nfe in [10usize, 20] {
+            let mut best = ("", f64::NEG_INFINITY);
+            for (name, s, grid, _) in cases.iter().filter(|c| variants.contains(&c.0)) {
+                let times = grid.times(&*val_process, s.steps_for_nfe(nfe), 100.0, 0.0)?;
+                let (x, _) = s.sample(
+                    &*val_process,
+                    &net,
+                    &x_t_val,
+                    &times,
+                    &mut SeededNoise::new(derive_seed(ctx.seed, &format!("{name}/val"))),
+                )?;
+                let v = psnr(&x, &val);
+                val_lines.push(format!("{name} at {nfe} NFE: {v:.2} dB"));
+                if v > best.1 {
+                    best = (*name, v);
+                }
+            }
+            chosen.insert(nfe, best);
+        }
+        net.set_process(process.clone());
+        net.set_condition(Some(mu_test.to_kind(Kind::Float)));
+        let _ = writeln!(
+            md,
+            "Validation PSNR ({} held-out training-distribution images, their own degraded means), which picks the variant each claim names: {}.\n",
+            val.size()[0],
+            val_lines.join("; ")
+        );
         let post = res[&("posterior".to_string(), 100)];
         for nfe in [10usize, 20] {
-            let (best_name, best) = ["MRS ODE-2 data", "MRS ODE-3 data", "MRS SDE-2 data"]
-                .iter()
-                .map(|n| (*n, res[&(n.to_string(), nfe)]))
-                .fold(
-                    ("", f64::NEG_INFINITY),
-                    |a, b| if b.1 > a.1 { b } else { a },
-                );
+            let (name, val_psnr) = chosen[&nfe];
+            let test_psnr = res[&(name.to_string(), nfe)];
             out.claims.push(Claim::new(
                 &format!("l2-{task}-mrs-{nfe}-vs-posterior-100"),
-                &format!("L2 digits {task}: the best MRS data variant (ODE-2, ODE-3, SDE-2) at {nfe} NFE is within 0.2 dB PSNR of the 100-step posterior sampler (spec 9 and 7.6; UNCONFIRMED expectation)"),
+                &format!("L2 digits {task}: the MRS data variant (ODE-2, ODE-3, SDE-2) chosen on validation PSNR, at {nfe} NFE, is within 0.2 dB PSNR of the 100-step posterior sampler on the test images (spec 9 and 7.6; UNCONFIRMED expectation)"),
                 format!(">= {:.2} dB", post - 0.2),
-                format!("{best:.2} dB ({best_name}; posterior at 100: {post:.2} dB)"),
-                best >= post - 0.2,
+                format!("{test_psnr:.2} dB ({name}, chosen at {val_psnr:.2} dB on validation; posterior at 100: {post:.2} dB)"),
+                test_psnr >= post - 0.2,
             ));
         }
     }

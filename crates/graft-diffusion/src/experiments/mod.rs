@@ -5,6 +5,7 @@
 //! learned VE digits model and level classifier (L3, both sizes); at full
 //! size, the learned models L1 (2-D) and L2 (digits restoration).
 
+mod chains;
 mod dmcmc_digits;
 mod learned;
 pub use crate::problems;
