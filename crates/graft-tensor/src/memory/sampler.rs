@@ -22,6 +22,11 @@ pub struct RssPeaks {
     pub file_bytes: u64,
     /// Largest `RssAnon + RssFile + RssShmem` seen in one sample.
     pub total_bytes: u64,
+    /// The kernel's high-water mark of the resident set (`VmHWM`) at the
+    /// last sample: exact up to that moment, and, unlike `ru_maxrss` from
+    /// `wait4`, blind to the image a child had before `exec` (a forked
+    /// parent's pages).
+    pub hwm_bytes: u64,
     /// Samples taken.
     pub samples: u64,
 }
@@ -35,6 +40,8 @@ pub struct RssNow {
     pub file_bytes: u64,
     /// Shared-memory resident memory.
     pub shmem_bytes: u64,
+    /// The high-water mark of the whole resident set (`VmHWM`).
+    pub hwm_bytes: u64,
 }
 
 /// Reads `/proc/<pid>/status` (`None`: this process); `None` when the
@@ -59,6 +66,7 @@ pub fn rss_now(pid: Option<u32>) -> Option<RssNow> {
         anon_bytes: field("RssAnon:")?,
         file_bytes: field("RssFile:")?,
         shmem_bytes: field("RssShmem:").unwrap_or(0),
+        hwm_bytes: field("VmHWM:").unwrap_or(0),
     })
 }
 
@@ -106,6 +114,7 @@ fn sample(pid: Option<u32>, peaks: &mut RssPeaks) -> bool {
     peaks.total_bytes = peaks
         .total_bytes
         .max(now.anon_bytes + now.file_bytes + now.shmem_bytes);
+    peaks.hwm_bytes = peaks.hwm_bytes.max(now.hwm_bytes);
     peaks.samples += 1;
     true
 }
