@@ -35,7 +35,7 @@ fn all_ode_mrs() -> Vec<Mrs> {
 }
 
 proptest! {
-    #![proptest_config(proptest_config(16))]
+    #![proptest_config(proptest_config(48))]
 
     /// Dirac data: the PF-ODE flow is `μ + α_t(m−μ) + (σ_t/σ_T)(x_T − μ − α_T(m−μ))`
     /// and every MRS ODE variant reproduces it at any NFE, for any model parameterization.
@@ -116,7 +116,7 @@ fn first_order_sde_data_is_the_posterior_step_and_sde_noise_is_not() {
 }
 
 proptest! {
-    #![proptest_config(proptest_config(12))]
+    #![proptest_config(proptest_config(48))]
 
     /// MRS(x; μ, σ∞) = σ∞·MRS(z; VP) + μ with z = (x − μ)/σ∞ and the data scaled alike.
     #[test]
@@ -296,7 +296,7 @@ fn ode_samplers_are_bitwise_deterministic_and_sde_samplers_follow_their_seed() {
 }
 
 proptest! {
-    #![proptest_config(proptest_config(8))]
+    #![proptest_config(proptest_config(32))]
 
     /// Shifting (m_k, μ, x_T) by c shifts the ODE output by c; scaling
     /// (m_k, s_k, μ, σ∞, x_T) by k scales it by k.
@@ -408,7 +408,7 @@ fn user_noise_drives_the_sde_step() {
 }
 
 proptest! {
-    #![proptest_config(proptest_config(24))]
+    #![proptest_config(proptest_config(64))]
 
     /// The fused multistep update is the divided differences followed by the table's update.
     #[test]

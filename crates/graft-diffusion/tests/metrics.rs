@@ -19,7 +19,7 @@ fn vecs(t: &Tensor) -> Vec<Vec<f64>> {
 }
 
 proptest! {
-    #![proptest_config(proptest_config(16))]
+    #![proptest_config(proptest_config(64))]
 
     /// The unbiased MMD² equals its definition computed with plain loops in f64.
     #[test]

@@ -29,7 +29,7 @@ fn linspace(t0: f64, t1: f64, steps: usize) -> Vec<f64> {
 }
 
 proptest! {
-    #![proptest_config(graft_tensor::testing::proptest_config(12))]
+    #![proptest_config(graft_tensor::testing::proptest_config(32))]
 
     /// H1: forward n steps then reverse n steps returns the initial state,
     /// f64, ≤ 1e-12·(1+‖y‖), n ≤ 1000, on a non-dissipative field.

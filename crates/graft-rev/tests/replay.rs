@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use std::rc::Rc;
 
 proptest! {
-    #![proptest_config(graft_tensor::testing::proptest_config(16))]
+    #![proptest_config(graft_tensor::testing::proptest_config(32))]
 
     /// P5: with dropout p = 0.1 in F and G, the reversible and checkpointed
     /// gradients equal plain autograd's computed with the same masks (f64, 1e-9).
