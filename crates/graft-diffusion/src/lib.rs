@@ -34,5 +34,6 @@ pub mod process;
 pub mod samplers;
 pub mod saved;
 pub mod to_target;
+mod ziggurat;
 
 pub use error::{Error, Result};

@@ -34,10 +34,18 @@ pub fn normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
 /// A tensor of standard normals shaped and typed like `like`, drawn from `rng`.
 pub fn normal_like(rng: &mut ChaCha8Rng, like: &Tensor) -> Result<Tensor> {
     let n = like.numel();
-    // f32 tensors get f32 draws (no conversion pass); everything else f64.
+    // f32 tensors get f32 draws from the ziggurat written straight into the
+    // tensor (one 32-bit draw per sample, taken in bulk); everything else
+    // f64 draws, one u64 each.
     let t = if like.kind() == Kind::Float {
-        let v: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut *rng)).collect();
-        Tensor::from_slice(&v)
+        let t = Tensor::f_empty([n as i64], (Kind::Float, graft_tensor::tch::Device::Cpu))?;
+        if n > 0 {
+            // SAFETY: `t` is a fresh contiguous CPU f32 tensor of `n`
+            // elements that nothing else references while it is filled.
+            let out = unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<f32>(), n) };
+            crate::ziggurat::fill_standard_normal(rng, out);
+        }
+        t
     } else {
         Tensor::from_slice(&normals(rng, n))
     };
@@ -117,6 +125,21 @@ pub struct BrownianTree {
     shape: Option<Vec<i64>>,
     /// The stream of draws not tied to a step, seeded from `seed` on first use.
     independent: Option<ChaCha8Rng>,
+    /// The bisection path of the last query, level by level: a sampler's
+    /// next time lies close by, so it shares the first levels.
+    path: Vec<Level>,
+    /// The last two values asked for: a step starts where the last ended.
+    recent: VecDeque<(f64, Vec<f64>)>,
+}
+
+/// One level of a bisection path: the interval `[a, b]`, W at its ends,
+/// and the node numbering its midpoint's draws.
+struct Level {
+    a: f64,
+    b: f64,
+    wa: Vec<f64>,
+    wb: Vec<f64>,
+    node: u64,
 }
 
 impl BrownianTree {
@@ -136,6 +159,8 @@ impl BrownianTree {
             depth: depth.clamp(1, 40),
             shape: None,
             independent: None,
+            path: Vec::new(),
+            recent: VecDeque::new(),
         })
     }
 
@@ -145,35 +170,85 @@ impl BrownianTree {
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
             .wrapping_add(node.wrapping_mul(0xD1B5_4A32_D192_ED03));
         let mut rng = ChaCha8Rng::seed_from_u64(key);
-        normals(&mut rng, n)
+        let mut z = vec![0f32; n];
+        crate::ziggurat::fill_standard_normal(&mut rng, &mut z);
+        z.into_iter().map(f64::from).collect()
     }
 
-    /// W(t) as a flat vector of `n` values.
-    fn value(&self, t: f64, n: usize) -> Vec<f64> {
+    /// W(t) as a flat vector of `n` values: bisection from `[t_lo, t_hi]`
+    /// down `depth` levels (Brownian bridges at the midpoints, each drawn
+    /// from its node's own stream), then linear in the last interval. The
+    /// levels the last query's path shares with this one are reused, and so
+    /// are the last two values.
+    fn value(&mut self, t: f64, n: usize) -> Vec<f64> {
         let t = t.clamp(self.t_lo, self.t_hi);
-        let (mut a, mut b) = (self.t_lo, self.t_hi);
-        let mut wa = vec![0.0; n];
-        let root = self.draws(0, n);
-        let scale = (b - a).sqrt();
-        let mut wb: Vec<f64> = root.iter().map(|z| z * scale).collect();
-        let mut node: u64 = 1;
-        for _ in 0..self.depth {
-            let m = 0.5 * (a + b);
-            let sd = ((b - a) / 4.0).sqrt();
-            let z = self.draws(node, n);
-            let wm: Vec<f64> = (0..n).map(|i| 0.5 * (wa[i] + wb[i]) + sd * z[i]).collect();
-            if t <= m {
-                b = m;
-                wb = wm;
-                node *= 2;
-            } else {
-                a = m;
-                wa = wm;
-                node = 2 * node + 1;
-            }
+        if let Some((_, w)) = self.recent.iter().find(|(s, w)| *s == t && w.len() == n) {
+            return w.clone();
         }
-        let w = if b > a { (t - a) / (b - a) } else { 0.0 };
-        (0..n).map(|i| wa[i] + w * (wb[i] - wa[i])).collect()
+        if self.path.first().is_none_or(|l| l.wb.len() != n) {
+            let root = self.draws(0, n);
+            let scale = (self.t_hi - self.t_lo).sqrt();
+            self.path = vec![Level {
+                a: self.t_lo,
+                b: self.t_hi,
+                wa: vec![0.0; n],
+                wb: root.iter().map(|z| z * scale).collect(),
+                node: 1,
+            }];
+        }
+        // Keep the levels where t takes the same side as the last query
+        // (left when t <= the midpoint), so W(t) is the same bits whatever
+        // was asked before.
+        let mut keep = 1;
+        while keep < self.path.len() {
+            let parent = &self.path[keep - 1];
+            let m = 0.5 * (parent.a + parent.b);
+            let went_left = self.path[keep].b == m;
+            if (t <= m) != went_left {
+                break;
+            }
+            keep += 1;
+        }
+        self.path.truncate(keep);
+        while self.path.len() <= self.depth as usize {
+            let l = self.path.last().expect("the root level");
+            let m = 0.5 * (l.a + l.b);
+            let sd = ((l.b - l.a) / 4.0).sqrt();
+            let z = self.draws(l.node, n);
+            let wm: Vec<f64> = (0..n)
+                .map(|i| 0.5 * (l.wa[i] + l.wb[i]) + sd * z[i])
+                .collect();
+            let next = if t <= m {
+                Level {
+                    a: l.a,
+                    b: m,
+                    wa: l.wa.clone(),
+                    wb: wm,
+                    node: 2 * l.node,
+                }
+            } else {
+                Level {
+                    a: m,
+                    b: l.b,
+                    wa: wm,
+                    wb: l.wb.clone(),
+                    node: 2 * l.node + 1,
+                }
+            };
+            self.path.push(next);
+        }
+        let l = self.path.last().expect("the root level");
+        let w = if l.b > l.a {
+            (t - l.a) / (l.b - l.a)
+        } else {
+            0.0
+        };
+        let out: Vec<f64> = (0..n).map(|i| l.wa[i] + w * (l.wb[i] - l.wa[i])).collect();
+        if self.recent.len() == 2 {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((t, out.clone()));
+        out
     }
 }
 

@@ -9,7 +9,7 @@ use graft_diffusion::integrator::Form;
 use graft_diffusion::noise::{BrownianTree, NoiseSource, SeededNoise};
 use graft_diffusion::param::Parameterization;
 use graft_diffusion::samplers::{Mrs, Sampler};
-use graft_tensor::tch::{Kind, Tensor};
+use graft_tensor::tch::{Device, Kind, Tensor};
 
 #[test]
 fn brownian_increments_add_up_over_subintervals() {
@@ -116,4 +116,37 @@ fn brownian_tree_independent_draws_leave_the_path_alone() {
     let (first, second) = (run(), run());
     assert!(first.isfinite().all().int64_value(&[]) == 1);
     assert_eq!(max_abs(&first, &second), 0.0);
+}
+
+/// The tree reuses the last query's bisection path and values; what it
+/// returns must still not depend on what was asked before: each step's
+/// increment is the same bits from a fresh tree, in any order.
+#[test]
+fn brownian_tree_values_do_not_depend_on_the_query_order() {
+    let like = Tensor::zeros([3, 5], (Kind::Float, Device::Cpu));
+    let times: Vec<f64> = (0..=20).map(|i| 1.0 - i as f64 / 20.0).collect();
+    let steps: Vec<(f64, f64)> = times.windows(2).map(|w| (w[0], w[1])).collect();
+    let mut forward = BrownianTree::new(9, 0.0, 1.0, 16).unwrap();
+    let mut backward = BrownianTree::new(9, 0.0, 1.0, 16).unwrap();
+    let a: Vec<Tensor> = steps
+        .iter()
+        .map(|&(s, t)| forward.standard_normal(&like, s, t).unwrap())
+        .collect();
+    let mut b: Vec<Tensor> = steps
+        .iter()
+        .rev()
+        .map(|&(s, t)| backward.standard_normal(&like, s, t).unwrap())
+        .collect();
+    b.reverse();
+    for (k, (&(s, t), x)) in steps.iter().zip(&a).enumerate() {
+        let fresh = BrownianTree::new(9, 0.0, 1.0, 16)
+            .unwrap()
+            .standard_normal(&like, s, t)
+            .unwrap();
+        assert!(x.equal(&fresh), "step {k}: forward order vs a fresh tree");
+        assert!(
+            b[k].equal(&fresh),
+            "step {k}: backward order vs a fresh tree"
+        );
+    }
 }
