@@ -531,7 +531,7 @@ mod tests {
             (
                 format!("{base}parameters: {{lambda: x}}\nmodels: [{{model: a}}]"),
                 "parameters.lambda",
-                "invalid type",
+                "expected a number",
             ),
             (
                 format!("{base}parameters: {{lambda: .nan}}\nmodels: [{{model: a}}]"),

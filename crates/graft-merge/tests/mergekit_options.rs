@@ -15,73 +15,12 @@
 //! ulps where mergekit's intermediate roundings add up: those tests bound
 //! the share of values more than one bf16 ulp apart and the largest gap.
 
+mod fixture_io;
+
+use fixture_io::{Model, absolutize, fixture_root as root, read_model};
 use graft_merge::config::MergeConfig;
-use graft_merge::files::{RunOptions, decode_f32, run_merge};
-use graft_tensor::safetensors::{Checkpoint, Dtype};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-struct Tensor {
-    dtype: Dtype,
-    values: Vec<f32>,
-    shape: Vec<usize>,
-}
-
-type Model = BTreeMap<String, Tensor>;
-
-fn read_model(dir: &Path) -> Model {
-    let ckpt = Checkpoint::open(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    ckpt.names()
-        .iter()
-        .map(|n| {
-            let spec = ckpt.spec(n).unwrap();
-            let bytes = ckpt.file_of(n).unwrap().bytes(n).unwrap();
-            let values = decode_f32(spec.dtype, bytes).unwrap();
-            (
-                n.clone(),
-                Tensor {
-                    dtype: spec.dtype,
-                    values,
-                    shape: spec.shape.clone(),
-                },
-            )
-        })
-        .collect()
-}
-
-/// The fixture directory relative to the crate root (where `cargo test`
-/// runs), so graft's hash order of model paths is the same on every checkout.
-fn root() -> PathBuf {
-    let rel = PathBuf::from("tests/fixtures/mergekit");
-    assert!(
-        rel.join("base").is_dir(),
-        "run from the graft-merge crate root"
-    );
-    rel
-}
-
-/// Points `model:` / `base_model:` values at the fixture directories.
-fn absolutize(yaml: &str, root: &Path) -> String {
-    yaml.lines()
-        .map(|line| {
-            let body = line.trim_start();
-            let body = body.strip_prefix("- ").unwrap_or(body);
-            let value = body
-                .strip_prefix("model:")
-                .or_else(|| body.strip_prefix("base_model:"))
-                .map(str::trim);
-            match value {
-                Some(v) if root.join(v).is_dir() => {
-                    let keep = line.trim_end().len() - v.len();
-                    format!("{}{}", &line[..keep], root.join(v).display())
-                }
-                _ => line.to_string(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
-}
+use graft_merge::files::{RunOptions, run_merge};
+use graft_tensor::safetensors::Dtype;
 
 /// What a comparison found.
 #[derive(Debug, Default)]
@@ -134,7 +73,7 @@ fn ulps(dtype: Dtype, a: f32, b: f32) -> u64 {
 fn compare(name: &str, inputs: &[&str]) -> Gap {
     let root = root();
     let yml = root.join(format!("{name}.yml"));
-    let text = absolutize(&std::fs::read_to_string(&yml).unwrap(), &root);
+    let (text, _) = absolutize(&std::fs::read_to_string(&yml).unwrap(), &root);
     let config = MergeConfig::from_yaml(&text, &yml.display().to_string())
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let tmp = tempfile::tempdir().unwrap();
@@ -265,7 +204,7 @@ fn bf16_compute_differs_from_mergekit_only_by_rounding_and_near_zero_votes() {
     let m: Vec<Model> = FLAT.iter().map(|d| read_model(&root.join(d))).collect();
     let out = read_model(&root.join("out_ties_bf16_to_f32"));
     let yml = root.join("ties_bf16_to_f32.yml");
-    let text = absolutize(&std::fs::read_to_string(&yml).unwrap(), &root);
+    let (text, _) = absolutize(&std::fs::read_to_string(&yml).unwrap(), &root);
     let config = MergeConfig::from_yaml(&text, "ties_bf16_to_f32.yml").unwrap();
     let tmp = tempfile::tempdir().unwrap();
     run_merge(&config, &tmp.path().join("out"), &RunOptions::default()).unwrap();
@@ -316,7 +255,7 @@ fn dare_without_rescale_keeps_unscaled_deltas_at_the_densities() {
     let root = root();
     let name = "dare_linear_no_rescale";
     let yml = root.join(format!("{name}.yml"));
-    let text = absolutize(&std::fs::read_to_string(&yml).unwrap(), &root);
+    let (text, _) = absolutize(&std::fs::read_to_string(&yml).unwrap(), &root);
     let config = MergeConfig::from_yaml(&text, &yml.display().to_string()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");

@@ -14,75 +14,16 @@
 //!   share of non-zero merged deltas, their mean and their variance are
 //!   compared, within 5 standard errors (see [`check_dare`]).
 
+mod fixture_io;
+
+use fixture_io::{Model, absolutize, fixture_root, read_model};
 use graft_merge::config::MergeConfig;
-use graft_merge::files::{RunOptions, decode_f32, run_merge};
-use graft_tensor::safetensors::{Checkpoint, Dtype};
-use std::collections::BTreeMap;
+use graft_merge::files::{RunOptions, run_merge};
+use graft_tensor::safetensors::Dtype;
 use std::path::{Path, PathBuf};
 
-/// The model directories the YAML files name by relative path.
-const MODEL_DIRS: [&str; 4] = ["base", "ft1", "ft2", "ft3"];
 /// The fine-tunes, in the YAML's order.
 const FINE_TUNES: [&str; 3] = ["ft1", "ft2", "ft3"];
-
-struct Tensor {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    values: Vec<f32>,
-}
-
-type Model = BTreeMap<String, Tensor>;
-
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mergekit")
-}
-
-fn read_model(dir: &Path) -> Model {
-    let ckpt = Checkpoint::open(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    ckpt.names()
-        .iter()
-        .map(|n| {
-            let spec = ckpt.spec(n).unwrap();
-            let bytes = ckpt.file_of(n).unwrap().bytes(n).unwrap();
-            let values = decode_f32(spec.dtype, bytes)
-                .unwrap_or_else(|| panic!("{n}: not a float tensor ({:?})", spec.dtype));
-            (
-                n.clone(),
-                Tensor {
-                    dtype: spec.dtype,
-                    shape: spec.shape.clone(),
-                    values,
-                },
-            )
-        })
-        .collect()
-}
-
-/// The YAML with `model: ft1` / `base_model: base` (the only places the
-/// fixture names a model) pointing at the fixture directories under `root`.
-fn absolutize(yaml: &str, root: &Path) -> (String, usize) {
-    let mut replaced = 0;
-    let lines: Vec<String> = yaml
-        .lines()
-        .map(|line| {
-            let body = line.trim_start();
-            let body = body.strip_prefix("- ").unwrap_or(body);
-            let value = body
-                .strip_prefix("model:")
-                .or_else(|| body.strip_prefix("base_model:"))
-                .map(str::trim);
-            match value {
-                Some(v) if MODEL_DIRS.contains(&v) => {
-                    replaced += 1;
-                    let keep = line.trim_end().len() - v.len();
-                    format!("{}{}", &line[..keep], root.join(v).display())
-                }
-                _ => line.to_string(),
-            }
-        })
-        .collect();
-    (lines.join("\n") + "\n", replaced)
-}
 
 struct Run {
     config: MergeConfig,
@@ -92,19 +33,12 @@ struct Run {
     mergekit: Model,
 }
 
-/// The fixture directory as the YAML names it: relative to the crate root,
-/// where `cargo test` runs integration tests. graft orders its sums by a
-/// hash of each model's path as written, so relative paths keep the order
-/// (and the share of bit-identical elements) the same wherever the
-/// repository is checked out.
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mergekit")
+}
+
 fn yaml_root() -> PathBuf {
-    let rel = PathBuf::from("tests/fixtures/mergekit");
-    assert!(
-        rel.join("base").is_dir(),
-        "run from the graft-merge crate root, as `cargo test` does (cwd = {:?})",
-        std::env::current_dir()
-    );
-    rel
+    fixture_root()
 }
 
 /// Merges `<method>.yml` with graft and reads both outputs.

@@ -118,7 +118,7 @@ impl ParallelWriter {
             .get(name)
             .map(|&i| &self.slots[i])
             .ok_or_else(|| self.bad(format!("tensor `{name}` was not declared")))?;
-        let end = at + bytes.len() as u64;
+        let end = at.saturating_add(bytes.len() as u64);
         if end > slot.nbytes {
             return Err(self.bad(format!(
                 "tensor `{name}` declared {} bytes; a write of {} bytes at {at} runs past it",
