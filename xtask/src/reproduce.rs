@@ -169,7 +169,21 @@ fn cell(v: &Value) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-/// The report: a summary, one claim-vs-measured table over all experiments, then the plots.
+/// `"3 min 50 s"` (`"13 s"` under a minute).
+fn minutes(s: f64) -> String {
+    if !s.is_finite() {
+        return "?".into();
+    }
+    let s = s.round() as u64;
+    if s < 60 {
+        format!("{s} s")
+    } else {
+        format!("{} min {} s", s / 60, s % 60)
+    }
+}
+
+/// The report: a summary with each experiment's wall time, one
+/// claim-vs-measured table over all experiments, then the plots.
 pub fn render_report(results: &[Value], failures: &[String], quick: bool) -> String {
     let mut md = String::new();
     let (passed, total) = count_claims(results);
@@ -194,6 +208,27 @@ pub fn render_report(results: &[Value], failures: &[String], quick: bool) -> Str
             failures.join(", ")
         );
     }
+    // The one place run times are measured: README and docs quote this table.
+    let _ = writeln!(md, "| experiment | wall time | claims holding |");
+    let _ = writeln!(md, "|---|---|---|");
+    let mut total_s = 0.0;
+    for r in results {
+        let wall = r["wall_s"].as_f64().unwrap_or(f64::NAN);
+        total_s += wall;
+        let (p, t) = count_claims(std::slice::from_ref(r));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {p} of {t} |",
+            cell(&r["experiment"]),
+            minutes(wall)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| all {} | {} | {passed} of {total} |\n",
+        results.len(),
+        minutes(total_s)
+    );
     let _ = writeln!(md, "| experiment | claim | paper | measured | holds |");
     let _ = writeln!(md, "|---|---|---|---|---|");
     for r in results {
@@ -269,5 +304,8 @@ mod tests {
         assert!(md.contains("| merge | failed to run |"));
         assert!(md.contains("![curve.svg](baselines/curve.svg)"));
         assert!(md.contains("Claims holding: 1 of 2"));
+        assert!(md.contains("| baselines | 2 s | 1 of 2 |"), "{md}");
+        assert!(md.contains("| all 1 | 2 s | 1 of 2 |"), "{md}");
+        assert_eq!(minutes(230.4), "3 min 50 s");
     }
 }

@@ -291,14 +291,21 @@ pub fn report_memory(
 /// Trains both variants from the same initialisation and compares Dice on
 /// held-out volumes.
 pub fn report_parity(ctx: &ExperimentContext, claims: &mut Vec<Claim>) -> Result<()> {
-    let side = ctx.pick(16, 24);
-    let steps = ctx.pick(20, 120);
+    // The spec's 300 steps at S = 32 (full size). The arms start from
+    // different initialisations (same data): with the same weights and
+    // batches their gradients agree to 1e-6 and parity would follow from
+    // the gradient tests instead of being measured.
+    let side = ctx.pick(16, 32);
+    let steps = ctx.pick(20, 300);
     let held_out: Vec<u64> = (0..ctx.pick(4, 16))
         .map(|i| 1_000_000 + ctx.seed * 1000 + i)
         .collect();
     let mut dice = Vec::new();
-    for strategy in [Strategy::Plain, Strategy::Reversible] {
-        graft_tensor::tch::manual_seed(ctx.seed as i64 + 101);
+    for (arm, strategy) in [Strategy::Plain, Strategy::Reversible]
+        .into_iter()
+        .enumerate()
+    {
+        graft_tensor::tch::manual_seed(ctx.seed as i64 + 101 + 1000 * arm as i64);
         let vs = VarStore::new(Device::Cpu);
         let net = UNet3d::new(&vs.root(), UNetConfig::new(LEVELS, 8, 1, EXPANSION))?;
         let mut opt = nn::Adam::default().build(&vs, 3e-3)?;
@@ -338,16 +345,32 @@ pub fn report_parity(ctx: &ExperimentContext, claims: &mut Vec<Claim>) -> Result
     }
     let mean = |d: &[f64]| d.iter().sum::<f64>() / d.len() as f64;
     let (p, r) = (mean(&dice[0]), mean(&dice[1]));
+    // Per region: two nets can agree on the mean while each misses a
+    // different region.
+    let worst = (0..3)
+        .map(|k| (dice[0][k] - dice[1][k]).abs())
+        .fold(0.0, f64::max);
     claims.push(Claim::new(
         "unet-dice-parity",
-        &format!("reversible and non-reversible U-Nets reach the same mean Dice (WT, TC, ET) on {} held-out volumes after {steps} steps at S = {side}: |difference|", held_out.len()),
+        &format!("reversible and non-reversible U-Nets, each from its own initialisation, reach the same Dice in every region (WT, TC, ET) on {} held-out volumes after {steps} steps at S = {side}: largest |difference| over the regions", held_out.len()),
         "<= 0.02",
         format!(
-            "{:.4} (plain {p:.3}: WT {:.3} TC {:.3} ET {:.3}; reversible {r:.3}: WT {:.3} TC {:.3} ET {:.3})",
-            (p - r).abs(),
-            dice[0][0], dice[0][1], dice[0][2], dice[1][0], dice[1][1], dice[1][2]
+            "{worst:.4} (plain: WT {:.3} TC {:.3} ET {:.3}, mean {p:.3}; reversible: WT {:.3} TC {:.3} ET {:.3}, mean {r:.3}; difference of the means {:.4})",
+            dice[0][0], dice[0][1], dice[0][2], dice[1][0], dice[1][1], dice[1][2], (p - r).abs()
         ),
-        (p - r).abs() <= 0.02,
+        worst <= 0.02,
+    ));
+    // Parity means little if a region is learnt by neither net.
+    let weakest = dice
+        .iter()
+        .flat_map(|d| d.iter().copied())
+        .fold(f64::INFINITY, f64::min);
+    claims.push(Claim::new(
+        "unet-learns-every-region",
+        &format!("both U-Nets learn every region (WT, TC, ET) in {steps} steps at S = {side}: smallest held-out Dice of the six"),
+        "> 0.1",
+        format!("{weakest:.3}"),
+        weakest > 0.1,
     ));
     Ok(())
 }
