@@ -12,7 +12,7 @@ use graft_diffusion::grid::StepGrid;
 use graft_diffusion::noise::SeededNoise;
 use graft_diffusion::param::Parameterization;
 use graft_diffusion::process::{MeanReverting, Process, Ve};
-use graft_diffusion::samplers::{Dlg, EdmHeun, ExactLevels, LevelChoice};
+use graft_diffusion::samplers::{Chains, Dlg, EdmHeun, ExactLevels, LevelChoice, Stats};
 use graft_tensor::tch::Tensor;
 use std::sync::Arc;
 
@@ -41,18 +41,24 @@ fn cfg(choice: LevelChoice, n_skip: usize, points: usize) -> Dlg {
     }
 }
 
-#[test]
-fn emission_costs_n_skip_plus_the_integrator_and_chains_descend() {
+/// `n` chains started at t = 0.5 of the exact marginal, burnt in for 30
+/// iterations under `d`, then one emission through a deterministic Heun
+/// descent; returns the chains, the samples, the emission's stats and the
+/// generator (for drawing references from the same stream).
+fn run_chains(
+    d: &Dlg,
+    n: usize,
+    seeds: (u64, u64),
+) -> (Chains, Tensor, Stats, graft_diffusion::noise::ChaCha8Rng) {
     let (ve, g, m) = setup();
     let post = ExactLevels {
         gmm: &g,
         process: &*ve,
     };
-    let mut r = rng(1);
-    let x = g.sample_marginal(&*ve, 0.5, 200, &mut r).unwrap();
-    let d = cfg(LevelChoice::Argmax, 3, 5);
+    let mut r = rng(seeds.0);
+    let x = g.sample_marginal(&*ve, 0.5, n, &mut r).unwrap();
     let mut chains = d.start(x);
-    let mut noise = SeededNoise::new(2);
+    let mut noise = SeededNoise::new(seeds.1);
     d.burn_in(&*ve, &m, &post, &mut chains, 30, &mut noise, &mut r)
         .unwrap();
     let (out, st) = d
@@ -66,6 +72,14 @@ fn emission_costs_n_skip_plus_the_integrator_and_chains_descend() {
             &mut r,
         )
         .unwrap();
+    (chains, out, st, r)
+}
+
+#[test]
+fn emission_costs_n_skip_plus_the_integrator_and_chains_descend() {
+    let (ve, g, _) = setup();
+    let d = cfg(LevelChoice::Argmax, 3, 5);
+    let (chains, out, st, _) = run_chains(&d, 200, (1, 2));
     assert_eq!(st.nfe, 3 + (2 * 5 - 1));
     assert_eq!(st.classifier_calls, 3);
     assert_eq!(out.size(), vec![200, 3]);
@@ -385,30 +399,10 @@ fn langevin_step_with_a_vector_mu_and_a_one_chain_level_group() {
 #[test]
 fn emitted_samples_match_the_data_distribution() {
     use graft_diffusion::metrics::{MMD_SCALES, median_distance, mmd2_unbiased, mode_stats};
-    let (ve, g, m) = setup();
-    let post = ExactLevels {
-        gmm: &g,
-        process: &*ve,
-    };
-    let mut r = rng(11);
+    let (_, g, _) = setup();
     let n = 400;
-    let x = g.sample_marginal(&*ve, 0.5, n, &mut r).unwrap();
     let d = cfg(LevelChoice::Argmax, 1, 10);
-    let mut chains = d.start(x);
-    let mut noise = SeededNoise::new(12);
-    d.burn_in(&*ve, &m, &post, &mut chains, 30, &mut noise, &mut r)
-        .unwrap();
-    let (out, _) = d
-        .emit(
-            &*ve,
-            &m,
-            &post,
-            &EdmHeun::deterministic(),
-            &mut chains,
-            &mut noise,
-            &mut r,
-        )
-        .unwrap();
+    let (chains, out, _, mut r) = run_chains(&d, n, (11, 12));
     let s = mode_stats(&out, &g).unwrap();
     let reference = g.sample_data(n, &mut r).unwrap();
     let bw = median_distance(&reference).unwrap();

@@ -49,6 +49,21 @@ pub(super) fn heun_points_at_least(nfe: f64) -> usize {
     (((nfe + 1.0) / 2.0).ceil() as usize).max(2)
 }
 
+/// The DLG configuration both DMCMC parts run: argmax levels, one Langevin
+/// iteration between emissions, a Karras grid of `points` points to 0.
+pub(super) fn argmax_dlg(eta: f64, levels: &[f64], points: usize, tweedie: Option<f64>) -> Dlg {
+    Dlg {
+        eta,
+        n_skip: 1,
+        levels: levels.to_vec(),
+        choice: crate::samplers::LevelChoice::Argmax,
+        grid: crate::grid::StepGrid::Karras { rho: 7.0 },
+        steps: points - 1,
+        t_end: 0.0,
+        tweedie,
+    }
+}
+
 /// Emits `k` samples from every chain in turn (the chains move on between
 /// emissions), stacked chain-major per emission; returns them and the model
 /// calls of one emission.

@@ -10,14 +10,14 @@
 //! −ln σ: input scaling `c_in = 1/√(1+σ²)`), and [`VeNet`] evaluates it on VE
 //! inputs: the ε prediction is the same in both views.
 
-use super::chains::{ChainCost, EMISSIONS, emit_k, heun_points_at_least};
+use super::chains::{ChainCost, EMISSIONS, argmax_dlg, emit_k, heun_points_at_least};
 use crate::learned::{MlpDenoiser, MlpShape, TrainSpec};
 use crate::metrics::{MMD_SCALES, median_distance, mmd2_unbiased};
 use crate::model::Model;
 use crate::noise::{SeededNoise, normal_like, seeded_rng};
 use crate::param::Parameterization;
 use crate::process::{Process, Ve};
-use crate::samplers::{Churn, Dlg, EdmHeun, LevelChoice, LevelPosterior, Sampler};
+use crate::samplers::{Churn, EdmHeun, LevelPosterior, Sampler};
 use crate::{Error, Result};
 use graft_nn::experiment::{Claim, ExperimentContext, Outcome};
 use graft_tensor::seed::derive_seed;
@@ -362,16 +362,7 @@ Floor (clean training digits vs the test digits): MMD² {floor_mean:.3e} ± {flo
         let eta = 0.05;
         for points in [5usize, 10] {
             for tweedie in [false, true] {
-                let cfg = Dlg {
-                    eta,
-                    n_skip: 1,
-                    levels: levels.clone(),
-                    choice: LevelChoice::Argmax,
-                    grid: karras.clone(),
-                    steps: points - 1,
-                    t_end: 0.0,
-                    tweedie: tweedie.then_some(0.0),
-                };
+                let cfg = argmax_dlg(eta, &levels, points, tweedie.then_some(0.0));
                 // With Tweedie: Heun stops at σ_min (no final Euler step to 0) and
                 // the Tweedie step at σ_min = 0.01 (t = 0) finishes, as DMCMC does.
                 let integ = EdmHeun {

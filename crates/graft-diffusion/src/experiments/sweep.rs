@@ -701,8 +701,8 @@ pub(super) fn r3(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
 /// against plain EDM Heun from σ_max at equal model calls per sample, the
 /// chains' start-up and burn-in included ([`super::chains`]).
 pub(super) fn dlg(ctx: &ExperimentContext, out: &mut Outcome) -> Result<()> {
-    use super::chains::{ChainCost, EMISSIONS, emit_k, heun_points_at_least};
-    use crate::samplers::{Churn, Dlg, EdmHeun, ExactLevels, LevelChoice};
+    use super::chains::{ChainCost, EMISSIONS, argmax_dlg, emit_k, heun_points_at_least};
+    use crate::samplers::{Churn, EdmHeun, ExactLevels};
     let r2p = make_r2(derive_seed(ctx.seed, "diffusion/r2/means"))?;
     let spec = crate::saved::ProcessSpec::Ve {
         sigma_min: 0.002,
@@ -797,16 +797,7 @@ NFE per sample counts every model call behind a sample: for DLG, the chains' sta
             (init.nfe + BURN_IN) as f64 / k as f64
         );
         for (points, eta) in [(5usize, 0.05), (10, 0.05)] {
-            let cfg = Dlg {
-                eta,
-                n_skip: 1,
-                levels: levels.clone(),
-                choice: LevelChoice::Argmax,
-                grid: karras.clone(),
-                steps: points - 1,
-                t_end: 0.0,
-                tweedie: None,
-            };
+            let cfg = argmax_dlg(eta, &levels, points, None);
             let mut chains = cfg.start(x_init.copy());
             // Argmax levels draw nothing from the generator.
             chains.level = cfg.classify(&post, &chains.x, &mut rng)?;

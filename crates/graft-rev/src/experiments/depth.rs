@@ -63,22 +63,31 @@ pub struct DepthMeasurements {
     pub forward: Vec<(Strategy, usize, f64)>,
 }
 
+/// What a probe child builds before measuring: the stack of `depth` blocks
+/// (seeded) and a batch of inputs.
+fn stack_setup(
+    sweep: &DepthSweep,
+    depth: usize,
+    seed: u64,
+) -> impl FnOnce() -> Result<(VarStore, crate::Stack, Tensor)> + use<> {
+    let cfg = sweep.config();
+    let batch = sweep.batch;
+    move || {
+        graft_tensor::tch::manual_seed(seed as i64);
+        let vs = VarStore::new(Device::Cpu);
+        let stack = mlp_coupling_stack(&vs.root(), depth, &cfg)?;
+        let x = Tensor::randn([batch, 2 * cfg.half], (Kind::Float, Device::Cpu));
+        Ok((vs, stack, x))
+    }
+}
+
 /// Runs the probes (the first thing the `rev` reproduction does).
 pub fn measure(ctx: &ExperimentContext, sweep: &DepthSweep) -> Result<DepthMeasurements> {
     let mut peaks = Vec::new();
     for &strategy in &Strategy::ALL {
         for &depth in &sweep.depths {
             let site = format!("rev-depth-{}-{depth}", strategy.name());
-            let cfg = sweep.config();
-            let batch = sweep.batch;
-            let seed = ctx.seed;
-            let setup = move || -> Result<_> {
-                graft_tensor::tch::manual_seed(seed as i64);
-                let vs = VarStore::new(Device::Cpu);
-                let stack = mlp_coupling_stack(&vs.root(), depth, &cfg)?;
-                let x = Tensor::randn([batch, 2 * cfg.half], (Kind::Float, Device::Cpu));
-                Ok((vs, stack, x))
-            };
+            let setup = stack_setup(sweep, depth, ctx.seed);
             let step = move |(vs, stack, x): (VarStore, crate::Stack, Tensor)| -> Result<()> {
                 let tape = stack.forward(&x, RunOptions::train(strategy))?;
                 let loss = tape.output.f_square()?.f_mean(Kind::Float)?;
@@ -104,16 +113,7 @@ pub fn measure(ctx: &ExperimentContext, sweep: &DepthSweep) -> Result<DepthMeasu
     for strategy in [Strategy::Checkpoint, Strategy::Reversible] {
         for &depth in &sweep.depths {
             let site = format!("rev-depth-forward-{}-{depth}", strategy.name());
-            let cfg = sweep.config();
-            let batch = sweep.batch;
-            let seed = ctx.seed;
-            let setup = move || -> Result<_> {
-                graft_tensor::tch::manual_seed(seed as i64);
-                let vs = VarStore::new(Device::Cpu);
-                let stack = mlp_coupling_stack(&vs.root(), depth, &cfg)?;
-                let x = Tensor::randn([batch, 2 * cfg.half], (Kind::Float, Device::Cpu));
-                Ok((vs, stack, x))
-            };
+            let setup = stack_setup(sweep, depth, ctx.seed);
             let step = move |(vs, stack, x): (VarStore, crate::Stack, Tensor)| -> Result<()> {
                 // The tape lives to the end of the probe: its bytes are in the peak.
                 let tape = stack.forward(&x, RunOptions::train(strategy))?;

@@ -4,7 +4,7 @@
 //! threads write other tensors. Nothing needs a whole tensor in memory.
 
 use super::TensorSpec;
-use super::writer::{header_bytes, plan_shards, shard_file_name, weight_map, write_index};
+use super::writer::{header_bytes, prepare_dir, shard_file_name, weight_map, write_index};
 use crate::atomic::AtomicFile;
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
@@ -51,12 +51,7 @@ impl ParallelWriter {
         metadata: &HashMap<String, String>,
         max_shard_bytes: Option<u64>,
     ) -> Result<Self> {
-        let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        if max_shard_bytes == Some(0) {
-            return Err(Error::Invalid("max_shard_bytes must be positive".into()));
-        }
-        let plan = plan_shards(&specs, max_shard_bytes);
+        let (dir, plan) = prepare_dir(dir.as_ref(), &specs, max_shard_bytes)?;
         let n = plan.len();
         let mut shards = Vec::with_capacity(n);
         let mut slots = Vec::with_capacity(specs.len());

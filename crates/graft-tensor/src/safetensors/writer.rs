@@ -267,12 +267,7 @@ impl ShardedWriter {
         metadata: &HashMap<String, String>,
         max_shard_bytes: Option<u64>,
     ) -> Result<Self> {
-        let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        if max_shard_bytes == Some(0) {
-            return Err(Error::Invalid("max_shard_bytes must be positive".into()));
-        }
-        let plan = plan_shards(&specs, max_shard_bytes);
+        let (dir, plan) = prepare_dir(dir.as_ref(), &specs, max_shard_bytes)?;
         let weight_map = weight_map(&plan);
         let total_size = specs.iter().map(|s| s.nbytes() as u64).sum();
         let mut writer = Self {
@@ -365,6 +360,20 @@ impl ShardedWriter {
         }
         Ok(())
     }
+}
+
+/// Creates `dir` (if needed) and plans the shards of `specs`; a zero limit
+/// is refused.
+pub(super) fn prepare_dir(
+    dir: &Path,
+    specs: &[TensorSpec],
+    max_shard_bytes: Option<u64>,
+) -> Result<(PathBuf, Vec<Vec<TensorSpec>>)> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    if max_shard_bytes == Some(0) {
+        return Err(Error::Invalid("max_shard_bytes must be positive".into()));
+    }
+    Ok((dir.to_path_buf(), plan_shards(specs, max_shard_bytes)))
 }
 
 /// Where each tensor of a shard plan lives: its shard's file name.
