@@ -374,19 +374,27 @@ impl Source for FileSource<'_> {
 
     fn release(&self, start: usize, len: usize) {
         let w = self.width();
-        // `release` keeps the pages a range only partly covers; reaching one
-        // page back also drops the page the previous chunk ended in, so no
-        // page per chunk stays behind. Best effort: a failed madvise only
-        // costs memory.
-        let back = (start * w).min(PAGE);
-        let _ = self
-            .file
-            .release(self.name, start * w - back, len * w + back);
+        release_behind(self.file, self.name, start * w, len * w);
     }
 }
 
 /// The page size `madvise` works in.
 const PAGE: usize = 4096;
+
+/// Drops the mapped pages of bytes `start .. start + len` of tensor `name`
+/// once a front-to-back reader is done with them. `release` keeps the pages
+/// a range only partly covers; reaching one page back also drops the page
+/// the previous range ended in, so no page per range stays behind. Best
+/// effort: a failed madvise only costs memory.
+fn release_behind(
+    file: &graft_tensor::safetensors::SafetensorsFile,
+    name: &str,
+    start: usize,
+    len: usize,
+) {
+    let back = start.min(PAGE);
+    let _ = file.release(name, start - back, len + back);
+}
 
 /// What every tensor's merge reads.
 struct Job<'a> {
@@ -410,8 +418,7 @@ impl Job<'_> {
         for (i, piece) in bytes.chunks(step).enumerate() {
             self.writer
                 .write_range(&spec.name, (i * step) as u64, piece)?;
-            // Best effort: a failed madvise only costs memory.
-            let _ = file.release(&spec.name, i * step, piece.len());
+            release_behind(file, &spec.name, i * step, piece.len());
         }
         self.writer.check_complete(&spec.name)?;
         Ok(Written {
