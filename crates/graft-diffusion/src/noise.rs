@@ -37,19 +37,18 @@ pub fn normal_like(rng: &mut ChaCha8Rng, like: &Tensor) -> Result<Tensor> {
     // f32 tensors get f32 draws from the ziggurat written straight into the
     // tensor (one 32-bit draw per sample, taken in bulk); everything else
     // f64 draws, one u64 each.
-    let t = if like.kind() == Kind::Float {
-        let t = Tensor::f_empty([n as i64], (Kind::Float, graft_tensor::tch::Device::Cpu))?;
+    if like.kind() == Kind::Float {
+        let t = Tensor::f_empty(like.size(), (Kind::Float, graft_tensor::tch::Device::Cpu))?;
         if n > 0 {
             // SAFETY: `t` is a fresh contiguous CPU f32 tensor of `n`
             // elements that nothing else references while it is filled.
             let out = unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<f32>(), n) };
             crate::ziggurat::fill_standard_normal(rng, out);
         }
-        t
-    } else {
-        Tensor::from_slice(&normals(rng, n))
-    };
-    Ok(t.f_reshape(like.size())?
+        return Ok(t.f_to_device(like.device())?);
+    }
+    Ok(Tensor::from_slice(&normals(rng, n))
+        .f_reshape(like.size())?
         .f_to_kind(like.kind())?
         .f_to_device(like.device())?)
 }
@@ -117,6 +116,11 @@ impl NoiseSource for UserNoise {
 /// (Brownian bridges with counter-seeded draws at every node), so W(t) does not
 /// depend on which times are asked for. A step's noise is
 /// `(W(t_to) − W(t_from)) / sqrt(|t_to − t_from|)`.
+///
+/// Cost: a query draws one normal per element for every level below the
+/// last query's shared prefix, about `depth − log2(span / |Δt|)` levels for
+/// steps of `Δt` (a dyadic time stops where it is a node). Buffers are kept
+/// between queries, so a query allocates nothing once the path is built.
 pub struct BrownianTree {
     seed: u64,
     t_lo: f64,
@@ -128,17 +132,25 @@ pub struct BrownianTree {
     /// The bisection path of the last query, level by level: a sampler's
     /// next time lies close by, so it shares the first levels.
     path: Vec<Level>,
-    /// The last two values asked for: a step starts where the last ended.
+    /// W at the path's points: `[0]` is W(t_lo) = 0, `[1]` W(t_hi), `[k + 2]`
+    /// the midpoint drawn below path level `k`. Buffers past the path's end
+    /// are spare, kept for reuse.
+    values: Vec<Vec<f64>>,
+    /// The f32 draws of one node, reused.
+    draws: Vec<f32>,
+    /// The last two values asked for, most recent last: a step starts where
+    /// the last ended.
     recent: VecDeque<(f64, Vec<f64>)>,
 }
 
-/// One level of a bisection path: the interval `[a, b]`, W at its ends,
-/// and the node numbering its midpoint's draws.
+/// One level of a bisection path: the interval `[a, b]`, the slots of
+/// `values` holding W at its ends, and the node numbering its midpoint's draws.
+#[derive(Clone, Copy)]
 struct Level {
     a: f64,
     b: f64,
-    wa: Vec<f64>,
-    wb: Vec<f64>,
+    wa: usize,
+    wb: usize,
     node: u64,
 }
 
@@ -160,39 +172,65 @@ impl BrownianTree {
             shape: None,
             independent: None,
             path: Vec::new(),
+            values: Vec::new(),
+            draws: Vec::new(),
             recent: VecDeque::new(),
         })
     }
 
-    fn draws(&self, node: u64, n: usize) -> Vec<f64> {
+    /// Fills `self.draws` with `n` standard normals from `node`'s own stream.
+    fn draw(&mut self, node: u64, n: usize) {
         let key = self
             .seed
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
             .wrapping_add(node.wrapping_mul(0xD1B5_4A32_D192_ED03));
         let mut rng = ChaCha8Rng::seed_from_u64(key);
-        let mut z = vec![0f32; n];
-        crate::ziggurat::fill_standard_normal(&mut rng, &mut z);
-        z.into_iter().map(f64::from).collect()
+        self.draws.resize(n, 0.0);
+        crate::ziggurat::fill_standard_normal(&mut rng, &mut self.draws);
     }
 
-    /// W(t) as a flat vector of `n` values: bisection from `[t_lo, t_hi]`
-    /// down `depth` levels (Brownian bridges at the midpoints, each drawn
-    /// from its node's own stream), then linear in the last interval. The
-    /// levels the last query's path shares with this one are reused, and so
-    /// are the last two values.
-    fn value(&mut self, t: f64, n: usize) -> Vec<f64> {
-        let t = t.clamp(self.t_lo, self.t_hi);
-        if let Some((_, w)) = self.recent.iter().find(|(s, w)| *s == t && w.len() == n) {
-            return w.clone();
+    /// A spare buffer for slot `slot` of `values`, emptied.
+    fn take_slot(&mut self, slot: usize) -> Vec<f64> {
+        while self.values.len() <= slot {
+            self.values.push(Vec::new());
         }
-        if self.path.first().is_none_or(|l| l.wb.len() != n) {
-            let root = self.draws(0, n);
+        let mut v = std::mem::take(&mut self.values[slot]);
+        v.clear();
+        v
+    }
+
+    /// Index into `recent` of W(t) for `n` values: bisection from
+    /// `[t_lo, t_hi]` down `depth` levels (Brownian bridges at the
+    /// midpoints, each drawn from its node's own stream), then linear in the
+    /// last interval; a time that is a node's end stops there. The levels
+    /// the last query's path shares with this one are reused, and so are
+    /// the last two values.
+    fn value(&mut self, t: f64, n: usize) -> usize {
+        let t = t.clamp(self.t_lo, self.t_hi);
+        if let Some(i) = self
+            .recent
+            .iter()
+            .position(|(s, w)| *s == t && w.len() == n)
+        {
+            // Most recent last, so the next miss evicts the other one.
+            let hit = self.recent.remove(i).expect("the position just found");
+            self.recent.push_back(hit);
+            return self.recent.len() - 1;
+        }
+        if self.values.get(1).is_none_or(|w| w.len() != n) {
+            self.draw(0, n);
             let scale = (self.t_hi - self.t_lo).sqrt();
+            let mut zero = self.take_slot(0);
+            zero.resize(n, 0.0);
+            self.values[0] = zero;
+            let mut root = self.take_slot(1);
+            root.extend(self.draws.iter().map(|&z| f64::from(z) * scale));
+            self.values[1] = root;
             self.path = vec![Level {
                 a: self.t_lo,
                 b: self.t_hi,
-                wa: vec![0.0; n],
-                wb: root.iter().map(|z| z * scale).collect(),
+                wa: 0,
+                wb: 1,
                 node: 1,
             }];
         }
@@ -201,7 +239,7 @@ impl BrownianTree {
         // was asked before.
         let mut keep = 1;
         while keep < self.path.len() {
-            let parent = &self.path[keep - 1];
+            let parent = self.path[keep - 1];
             let m = 0.5 * (parent.a + parent.b);
             let went_left = self.path[keep].b == m;
             if (t <= m) != went_left {
@@ -210,45 +248,57 @@ impl BrownianTree {
             keep += 1;
         }
         self.path.truncate(keep);
-        while self.path.len() <= self.depth as usize {
-            let l = self.path.last().expect("the root level");
+        let mut l = self.path[keep - 1];
+        while self.path.len() <= self.depth as usize && t != l.a && t != l.b {
             let m = 0.5 * (l.a + l.b);
             let sd = ((l.b - l.a) / 4.0).sqrt();
-            let z = self.draws(l.node, n);
-            let wm: Vec<f64> = (0..n)
-                .map(|i| 0.5 * (l.wa[i] + l.wb[i]) + sd * z[i])
-                .collect();
-            let next = if t <= m {
+            self.draw(l.node, n);
+            let slot = self.path.len() + 1;
+            let mut wm = self.take_slot(slot);
+            let (wa, wb) = (&self.values[l.wa], &self.values[l.wb]);
+            wm.extend(
+                wa.iter()
+                    .zip(wb)
+                    .zip(&self.draws)
+                    .map(|((&a, &b), &z)| 0.5 * (a + b) + sd * f64::from(z)),
+            );
+            self.values[slot] = wm;
+            l = if t <= m {
                 Level {
                     a: l.a,
                     b: m,
-                    wa: l.wa.clone(),
-                    wb: wm,
+                    wa: l.wa,
+                    wb: slot,
                     node: 2 * l.node,
                 }
             } else {
                 Level {
                     a: m,
                     b: l.b,
-                    wa: wm,
-                    wb: l.wb.clone(),
+                    wa: slot,
+                    wb: l.wb,
                     node: 2 * l.node + 1,
                 }
             };
-            self.path.push(next);
+            self.path.push(l);
         }
-        let l = self.path.last().expect("the root level");
-        let w = if l.b > l.a {
-            (t - l.a) / (l.b - l.a)
+        let mut out = if self.recent.len() == 2 {
+            self.recent.pop_front().map(|r| r.1).unwrap_or_default()
         } else {
-            0.0
+            Vec::new()
         };
-        let out: Vec<f64> = (0..n).map(|i| l.wa[i] + w * (l.wb[i] - l.wa[i])).collect();
-        if self.recent.len() == 2 {
-            self.recent.pop_front();
+        out.clear();
+        let (wa, wb) = (&self.values[l.wa], &self.values[l.wb]);
+        if t == l.b {
+            out.extend_from_slice(wb);
+        } else if t == l.a {
+            out.extend_from_slice(wa);
+        } else {
+            let w = (t - l.a) / (l.b - l.a);
+            out.extend(wa.iter().zip(wb).map(|(&a, &b)| a + w * (b - a)));
         }
-        self.recent.push_back((t, out.clone()));
-        out
+        self.recent.push_back((t, out));
+        self.recent.len() - 1
     }
 }
 
@@ -274,16 +324,37 @@ impl NoiseSource for BrownianTree {
             });
         }
         let n = like.numel();
-        let (w1, w0) = (self.value(t_to, n), self.value(t_from, n));
-        let z: Vec<f64> = w1
-            .iter()
-            .zip(&w0)
-            .map(|(a, b)| (a - b) / dt.sqrt())
-            .collect();
-        Ok(Tensor::from_slice(&z)
-            .f_reshape(like.size())?
-            .f_to_kind(like.kind())?
-            .f_to_device(like.device())?)
+        // W(t_to) is the most recent entry while W(t_from) is found or made,
+        // so the second query never evicts the first.
+        self.value(t_to, n);
+        let i0 = self.value(t_from, n);
+        // Times clamped to the same end share one entry (a zero increment).
+        let clamp = |t: f64| t.clamp(self.t_lo, self.t_hi);
+        let i1 = if clamp(t_to) == clamp(t_from) {
+            i0
+        } else {
+            1 - i0
+        };
+        let (w1, w0) = (&self.recent[i1].1, &self.recent[i0].1);
+        let sd = dt.sqrt();
+        let z = w1.iter().zip(w0).map(|(a, b)| (a - b) / sd);
+        let out = if like.kind() == Kind::Float {
+            let t = Tensor::f_empty(like.size(), (Kind::Float, graft_tensor::tch::Device::Cpu))?;
+            if n > 0 {
+                // SAFETY: `t` is a fresh contiguous CPU f32 tensor of `n`
+                // elements that nothing else references while it is filled.
+                let dst = unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<f32>(), n) };
+                for (d, v) in dst.iter_mut().zip(z) {
+                    *d = v as f32;
+                }
+            }
+            t
+        } else {
+            Tensor::from_slice(&z.collect::<Vec<f64>>())
+                .f_reshape(like.size())?
+                .f_to_kind(like.kind())?
+        };
+        Ok(out.f_to_device(like.device())?)
     }
     /// Draws from a separate ChaCha8 stream of the tree's seed, so the
     /// Brownian path itself is untouched.

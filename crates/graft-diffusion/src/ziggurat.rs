@@ -96,50 +96,106 @@ fn sample(t: &Tables, mut u: u32, rng: &mut dyn RngCore) -> f32 {
     }
 }
 
+/// One thread's buffers: the 32-bit draws and, per draw, whether it missed
+/// the fast path; kept between calls.
+#[derive(Default)]
+struct Scratch {
+    draws: Vec<u32>,
+    missed: Vec<u8>,
+}
+
 thread_local! {
-    /// Each thread's buffer of 32-bit draws, kept between calls.
-    static DRAWS: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
 }
 
 /// Fills `out` with independent standard normals from `rng`.
 pub fn fill_standard_normal(rng: &mut dyn RngCore, out: &mut [f32]) {
     let t = tables();
-    let mut draws = DRAWS.take();
-    draws.clear();
-    draws.resize(out.len(), 0);
-    // The 32-bit draws: SplitMix64 (Steele, Lea and Flood 2014) keyed by
-    // one u64 of the caller's stream, two draws per output; a tight loop
-    // the compiler can pipeline, several times faster than ChaCha8 here.
-    let mut state = rng.next_u64();
-    for pair in draws.chunks_mut(2) {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        pair[0] = z as u32;
-        if let Some(second) = pair.get_mut(1) {
-            *second = (z >> 32) as u32;
+    let mut s = SCRATCH.take();
+    s.draws.clear();
+    s.draws.resize(out.len(), 0);
+    s.missed.clear();
+    s.missed.resize(out.len(), 0);
+    fast_pass(t, rng.next_u64(), &mut s.draws, &mut s.missed, out);
+    // The few draws that missed (about 3 %) are redone exactly, found
+    // through one bit mask per 64 flags (a branch per miss, not per flag).
+    for (c, flags) in s.missed.chunks(64).enumerate() {
+        let mut mask = flags
+            .iter()
+            .enumerate()
+            .fold(0u64, |m, (k, &f)| m | (u64::from(f) << k));
+        while mask != 0 {
+            let i = 64 * c + mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            out[i] = sample(t, s.draws[i], rng);
         }
     }
-    // The fast path for every draw, without branches; the few draws that
-    // miss it (about 3 %) are redone exactly afterwards.
-    let mut missed = false;
-    for (o, &u) in out.iter_mut().zip(&draws) {
+    SCRATCH.set(s);
+}
+
+/// The 32-bit draws and the branch-free fast path for every one of them;
+/// each draw's miss flag in `missed`. The draws are SplitMix64 (Steele,
+/// Lea and Flood 2014) keyed by `key`, two per 64-bit output; the `k`-th
+/// output depends only on `key + (k + 1)·γ`, so the loop has no carried
+/// dependency and vectorises. The vector versions compute the same bits
+/// (integer ops and one f32 product per value).
+fn fast_pass(t: &Tables, key: u64, draws: &mut [u32], missed: &mut [u8], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { fast_pass_avx512(t, key, draws, missed, out) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { fast_pass_avx2(t, key, draws, missed, out) };
+        }
+    }
+    fast_pass_body(t, key, draws, missed, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2")]
+fn fast_pass_avx512(t: &Tables, key: u64, draws: &mut [u32], missed: &mut [u8], out: &mut [f32]) {
+    fast_pass_body(t, key, draws, missed, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn fast_pass_avx2(t: &Tables, key: u64, draws: &mut [u32], missed: &mut [u8], out: &mut [f32]) {
+    fast_pass_body(t, key, draws, missed, out)
+}
+
+#[inline(always)]
+fn splitmix(key: u64, k: u64) -> u64 {
+    let mut z = key.wrapping_add(k.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[inline(always)]
+fn fast_pass_body(t: &Tables, key: u64, draws: &mut [u32], missed: &mut [u8], out: &mut [f32]) {
+    let mut pairs = draws.chunks_exact_mut(2);
+    let mut k = 0u64;
+    for pair in &mut pairs {
+        let z = splitmix(key, k);
+        pair[0] = z as u32;
+        pair[1] = (z >> 32) as u32;
+        k += 1;
+    }
+    if let [last] = pairs.into_remainder() {
+        *last = splitmix(key, k) as u32;
+    }
+    for ((o, m), &u) in out.iter_mut().zip(missed.iter_mut()).zip(draws.iter()) {
         let i = (u & (LAYERS as u32 - 1)) as usize;
         let j = (u as i32) >> 7;
         *o = j as f32 * t.w32[i];
-        missed |= j.unsigned_abs() >= t.k[i];
+        *m = u8::from(j.unsigned_abs() >= t.k[i]);
     }
-    if missed {
-        for (o, &u) in out.iter_mut().zip(&draws) {
-            let i = (u & (LAYERS as u32 - 1)) as usize;
-            if ((u as i32) >> 7).unsigned_abs() >= t.k[i] {
-                *o = sample(t, u, rng);
-            }
-        }
-    }
-    DRAWS.set(draws);
 }
 
 #[cfg(test)]
@@ -222,5 +278,29 @@ mod tests {
         };
         assert_eq!(draw(3), draw(3));
         assert_ne!(draw(3), draw(4));
+    }
+    #[test]
+    fn the_vector_fast_path_gives_the_portable_bits() {
+        let t = tables();
+        for n in [0usize, 1, 2, 7, 1000, 4097] {
+            let (mut d1, mut d2) = (vec![0u32; n], vec![0u32; n]);
+            let (mut m1, mut m2) = (vec![0u8; n], vec![0u8; n]);
+            let (mut o1, mut o2) = (vec![0f32; n], vec![0f32; n]);
+            fast_pass(t, 42 + n as u64, &mut d1, &mut m1, &mut o1);
+            fast_pass_body(t, 42 + n as u64, &mut d2, &mut m2, &mut o2);
+            assert_eq!(d1, d2, "draws, n = {n}");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&o1), bits(&o2), "values, n = {n}");
+            assert_eq!(m1, m2, "missed, n = {n}");
+        }
+        // The counter form is the sequential SplitMix64 stream.
+        let mut state = 9u64;
+        for k in 0..5 {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            assert_eq!(splitmix(9, k), z ^ (z >> 31));
+        }
     }
 }

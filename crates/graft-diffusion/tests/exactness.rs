@@ -521,3 +521,49 @@ fn update(
         }
     }
 }
+
+/// PC's Langevin corrector is Song et al.'s update `y + ε s + √(2ε) z` with
+/// `ε = 2a (r‖z‖/‖s‖)²` (norms per sample, or their batch mean), followed by
+/// the last step's noiseless predictor; recomputed here with libtorch ops.
+#[test]
+fn pc_corrector_is_the_langevin_update() {
+    use graft_diffusion::model::Evaluator;
+    use graft_diffusion::process::{centered, uncentered};
+    let (p, g, x) = problem(6, 1.0, 2);
+    let m = oracle(&g, p.clone(), P::Data);
+    let (s, t) = (0.9, 0.5);
+    let z = randn(&mut rng(4), 6, 2);
+    for per_sample in [true, false] {
+        let pc = PredictorCorrector {
+            n_corr: 1,
+            snr: 0.16,
+            per_sample_norms: per_sample,
+        };
+        let (got, _) = pc
+            .sample(&*p, &m, &x, &[s, t], &mut UserNoise::new(vec![z.copy()]))
+            .unwrap();
+        let ev = Evaluator::new(&*p, &m);
+        let y = centered(&*p, &x);
+        let score = ev.score(&y, s).unwrap();
+        let norm = |v: &Tensor| {
+            let n = v.norm_scalaropt_dim(2.0, [1], true);
+            if per_sample {
+                n
+            } else {
+                n.mean(graft_tensor::tch::Kind::Double)
+                    .expand([6, 1], false)
+            }
+        };
+        let a = (p.alpha(t) / p.alpha(s)).powi(2);
+        let eps = (norm(&z) / norm(&score) * 0.16).square() * (2.0 * a);
+        let y1 = &y + &score * &eps + &z * (&eps * 2.0).sqrt();
+        let score1 = ev.score(&y1, s).unwrap();
+        let (f, g2, d) = (p.drift_rate(s), p.g2(s), s - t);
+        let want = uncentered(&*p, &(&y1 * (1.0 + f * d) + score1 * (g2 * d)));
+        assert!(
+            max_abs(&got, &want) < 1e-12,
+            "per sample {per_sample}: {}",
+            max_abs(&got, &want)
+        );
+    }
+}

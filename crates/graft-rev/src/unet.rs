@@ -353,6 +353,22 @@ pub fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     Ok(dice.f_mean(Kind::Float)?.f_neg()?.f_add_scalar(1.0)?)
 }
 
+/// Soft Dice plus binary cross-entropy on the logits (mean over voxels),
+/// equally weighted: the loss nnU-Net trains with. Soft Dice alone has a
+/// flat minimum where a small region is predicted everywhere or nowhere
+/// (its gradient vanishes through a saturated sigmoid); the voxel-wise term
+/// keeps every region's gradient alive.
+pub fn dice_bce_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let dice = soft_dice_loss(logits, target)?;
+    let bce = logits.f_binary_cross_entropy_with_logits::<Tensor>(
+        target,
+        None,
+        None,
+        graft_tensor::tch::Reduction::Mean,
+    )?;
+    Ok(dice.f_add(&bce)?)
+}
+
 /// Hard Dice per channel (threshold 0.5 on the sigmoid), `[C]`; a region
 /// absent from both prediction and target scores 1.
 pub fn dice_scores(logits: &Tensor, target: &Tensor) -> Result<Vec<f64>> {

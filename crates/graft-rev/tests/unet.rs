@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_grads_close, grads, rel_err, zero_grads};
-use graft_rev::unet::{UNet3d, UNetConfig, dice_scores, soft_dice_loss};
+use graft_rev::unet::{UNet3d, UNetConfig, dice_bce_loss, dice_scores, soft_dice_loss};
 use graft_rev::{Error, RunOptions, Strategy, synth};
 use graft_tensor::tch::nn::VarStore;
 use graft_tensor::tch::{Device, Kind, Tensor};
@@ -152,4 +152,13 @@ fn dice_matches_its_closed_form() {
     assert_eq!(dice_scores(&perfect, &target).unwrap(), vec![1.0]);
     assert!(soft_dice_loss(&perfect, &target).unwrap().double_value(&[]) < 1e-6);
     assert!(soft_dice_loss(&perfect, &target.narrow(2, 0, 1)).is_err());
+    // Dice + BCE adds mean_v softplus(−l·(2y − 1)), here in f64: of the 8
+    // voxels at |l| = 10, 3 are wrong (voxel 1 a missed target, voxels 2
+    // and 3 false positives) and 5 right.
+    let wrong = 3.0 * (1.0 + 10f64.exp()).ln();
+    let right = 5.0 * (1.0 + (-10f64).exp()).ln();
+    let l = dice_bce_loss(&logits, &target).unwrap().double_value(&[]);
+    let want = 0.5 + (wrong + right) / 8.0;
+    assert!((l - want).abs() < 1e-4, "{l} vs {want}");
+    assert!(dice_bce_loss(&perfect, &target.narrow(2, 0, 1)).is_err());
 }

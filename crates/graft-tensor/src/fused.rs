@@ -279,6 +279,145 @@ fn combine<T: Elem>(inputs: &[(f64, &[T])], dst: &mut [T]) {
     }
 }
 
+/// `Σ_k c_k[r] · t_k[r, …]`: a linear combination whose coefficients vary
+/// along the first dimension (one per sample of a batch), the update of a
+/// Langevin corrector or of any per-sample step size.
+///
+/// Every tensor must have the same shape `[B, …]` and every coefficient
+/// slice `B` entries, or one entry (the same for every row). Fast path as in
+/// [`lincomb`] (contiguous CPU f32/f64 of one kind, no gradient history):
+/// one pass, accumulated in f64 and rounded once. Otherwise libtorch ops
+/// with the coefficients as a `[B, 1, …]` tensor.
+pub fn lincomb_rows(terms: &[(&[f64], &Tensor)]) -> Result<Tensor> {
+    let Some((_, first)) = terms.first() else {
+        return Err(Error::Invalid(
+            "lincomb_rows needs at least one term".to_string(),
+        ));
+    };
+    let shape = first.size();
+    let Some(&rows) = shape.first() else {
+        return Err(Error::Invalid(
+            "lincomb_rows needs tensors with a batch dimension, got a scalar".to_string(),
+        ));
+    };
+    for (k, (c, t)) in terms.iter().enumerate() {
+        if t.size() != shape {
+            return Err(Error::Invalid(format!(
+                "lincomb_rows: term {k} has shape {:?}, term 0 {shape:?}",
+                t.size()
+            )));
+        }
+        if c.len() != rows as usize && c.len() != 1 {
+            return Err(Error::Invalid(format!(
+                "lincomb_rows: term {k} has {} coefficients for {rows} rows",
+                c.len()
+            )));
+        }
+    }
+    let kind = first.kind();
+    let fast = matches!(kind, Kind::Float | Kind::Double)
+        && first.numel() > 0
+        && terms.iter().all(|(_, t)| {
+            t.device() == Device::Cpu && t.kind() == kind && t.is_contiguous() && !t.requires_grad()
+        });
+    if fast {
+        let out = Tensor::f_empty(shape.as_slice(), (kind, Device::Cpu))?;
+        match kind {
+            Kind::Float => run_rows::<f32>(terms, &out, rows as usize),
+            _ => run_rows::<f64>(terms, &out, rows as usize),
+        }
+        return Ok(out);
+    }
+    let coef_shape: Vec<i64> = std::iter::once(-1)
+        .chain(std::iter::repeat_n(1, shape.len() - 1))
+        .collect();
+    let mut acc: Option<Tensor> = None;
+    for (c, t) in terms {
+        let c = Tensor::from_slice(c)
+            .f_to_kind(t.kind())?
+            .f_to_device(t.device())?
+            .f_reshape(coef_shape.as_slice())?;
+        let term = t.f_mul(&c)?;
+        acc = Some(match acc {
+            None => term,
+            Some(a) => a.f_add(&term)?,
+        });
+    }
+    acc.ok_or_else(|| Error::Invalid("lincomb_rows needs at least one term".to_string()))
+}
+
+fn run_rows<T: Elem>(terms: &[(&[f64], &Tensor)], out: &Tensor, rows: usize) {
+    let n = out.numel();
+    // SAFETY: as in `run`: every tensor is a contiguous CPU tensor of element
+    // type T with `n > 0` elements (checked by `lincomb_rows`), and `out` is
+    // fresh and aliases none of them.
+    let inputs: Vec<(&[f64], &[T])> = terms
+        .iter()
+        .map(|(c, t)| {
+            let s = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const T, n) };
+            (*c, s)
+        })
+        .collect();
+    let dst = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut T, n) };
+    let width = n / rows;
+    for (r, row) in dst.chunks_mut(width).enumerate() {
+        for (j, o) in row.iter_mut().enumerate() {
+            let mut acc = 0.0;
+            for (c, src) in &inputs {
+                let c = if c.len() == 1 { c[0] } else { c[r] };
+                acc += c * src[r * width + j].widen();
+            }
+            *o = T::narrow(acc);
+        }
+    }
+}
+
+fn norms_of<T: Elem>(s: &[T], width: usize) -> Vec<f64> {
+    s.chunks(width.max(1))
+        .map(|row| {
+            row.iter()
+                .map(|v| v.widen() * v.widen())
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect()
+}
+
+/// The L2 norm of each row `t[r, …]` over all its other dimensions, in f64
+/// (one pass over contiguous CPU f32/f64; otherwise libtorch's norm).
+pub fn row_norms(t: &Tensor) -> Result<Vec<f64>> {
+    let Some(&rows) = t.size().first() else {
+        return Err(Error::Invalid(
+            "row_norms needs a tensor with a batch dimension, got a scalar".to_string(),
+        ));
+    };
+    let kind = t.kind();
+    if t.numel() > 0
+        && t.device() == Device::Cpu
+        && t.is_contiguous()
+        && matches!(kind, Kind::Float | Kind::Double)
+    {
+        let n = t.numel();
+        let width = n / rows as usize;
+        // SAFETY: a contiguous CPU tensor of `n` elements of the matched kind,
+        // read while `t` is borrowed.
+        return Ok(if kind == Kind::Float {
+            norms_of(
+                unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, n) },
+                width,
+            )
+        } else {
+            norms_of(
+                unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f64, n) },
+                width,
+            )
+        });
+    }
+    let flat = t.f_reshape([rows, -1])?.f_to_kind(Kind::Double)?;
+    let norms = flat.f_norm_scalaropt_dim(2.0, [1], false)?;
+    Ok(Vec::<f64>::try_from(norms.f_to_device(Device::Cpu)?)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

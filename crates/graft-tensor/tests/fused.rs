@@ -179,3 +179,98 @@ graft_tensor::test_device!(
     lincomb_agrees_with_f64_on_cpu,
     lincomb_agrees_with_f64_on_cuda
 );
+
+/// `lincomb_rows` and `row_norms` against libtorch in f64, on the fast path
+/// (contiguous f32/f64) and the fallback (a transposed, strided term).
+mod per_row {
+    use super::*;
+    use graft_tensor::fused::{lincomb_rows, row_norms};
+
+    fn reference(terms: &[(Vec<f64>, &Tensor)]) -> Tensor {
+        let mut acc: Option<Tensor> = None;
+        for (c, t) in terms {
+            let b = t.size()[0];
+            let mut shape = vec![if c.len() == 1 { 1 } else { b }];
+            shape.extend(std::iter::repeat_n(1, t.dim() - 1));
+            let term = t.to_kind(Kind::Double) * Tensor::from_slice(c).view(shape.as_slice());
+            acc = Some(match acc {
+                None => term,
+                Some(a) => a + term,
+            });
+        }
+        acc.unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(proptest_config(32))]
+
+        #[test]
+        fn per_row_combinations_and_norms_equal_f64(
+            rows in 1i64..12,
+            width in 1i64..50,
+            terms in 1usize..4,
+            scalar_coef in any::<bool>(),
+            seed in 0i64..1000,
+        ) {
+            tch::manual_seed(seed);
+            for kind in [Kind::Float, Kind::Double] {
+                let ts: Vec<Tensor> = (0..terms)
+                    .map(|_| Tensor::randn([rows, 2, width], (kind, Device::Cpu)))
+                    .collect();
+                let coefs: Vec<Vec<f64>> = (0..terms)
+                    .map(|k| {
+                        let n = if scalar_coef && k == 0 { 1 } else { rows as usize };
+                        (0..n).map(|r| (r as f64 + 1.0) * 0.37 - k as f64).collect()
+                    })
+                    .collect();
+                let args: Vec<(&[f64], &Tensor)> =
+                    coefs.iter().zip(&ts).map(|(c, t)| (c.as_slice(), t)).collect();
+                let got = lincomb_rows(&args).unwrap();
+                let want = reference(&coefs.iter().cloned().zip(ts.iter()).collect::<Vec<_>>());
+                let tol = if kind == Kind::Float { 1e-5 } else { 1e-12 };
+                prop_assert!(max_abs_diff(&got, &want) <= tol * (1.0 + want.abs().max().double_value(&[])));
+                prop_assert_eq!(got.kind(), kind);
+                let norms = row_norms(&ts[0]).unwrap();
+                let want = Vec::<f64>::try_from(
+                    ts[0].to_kind(Kind::Double).reshape([rows, -1]).norm_scalaropt_dim(2.0, [1], false),
+                ).unwrap();
+                for (a, b) in norms.iter().zip(&want) {
+                    prop_assert!((a - b).abs() <= 1e-12 * (1.0 + b), "{} vs {}", a, b);
+                }
+                prop_assert_eq!(norms.len(), rows as usize);
+            }
+        }
+    }
+
+    #[test]
+    fn strided_terms_take_the_fallback_and_agree() {
+        tch::manual_seed(3);
+        let a = Tensor::randn([5, 4], (Kind::Float, Device::Cpu));
+        let b = Tensor::randn([4, 5], (Kind::Float, Device::Cpu)).tr();
+        assert!(!b.is_contiguous());
+        let (ca, cb) = (vec![1.0, 2.0, 3.0, 4.0, 5.0], vec![-0.5]);
+        let got = lincomb_rows(&[(&ca, &a), (&cb, &b)]).unwrap();
+        let want = reference(&[(ca.clone(), &a), (cb.clone(), &b)]);
+        assert!(max_abs_diff(&got, &want) < 1e-5);
+        let n = row_norms(&b).unwrap();
+        let w = Vec::<f64>::try_from(b.to_kind(Kind::Double).norm_scalaropt_dim(2.0, [1], false))
+            .unwrap();
+        for (x, y) in n.iter().zip(&w) {
+            assert!((x - y).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn mismatched_shapes_and_coefficient_counts_are_errors() {
+        let a = Tensor::zeros([3, 2], (Kind::Float, Device::Cpu));
+        let b = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
+        let msg = lincomb_rows(&[(&[1.0], &a), (&[1.0], &b)])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("term 1") && msg.contains("[2, 3]"), "{msg}");
+        let msg = lincomb_rows(&[(&[1.0, 2.0], &a)]).unwrap_err().to_string();
+        assert!(msg.contains("2 coefficients for 3 rows"), "{msg}");
+        assert!(lincomb_rows(&[]).is_err());
+        assert!(row_norms(&Tensor::from(1.0f32)).is_err());
+    }
+}

@@ -8,8 +8,8 @@ use crate::grid::check_start;
 use crate::model::{Evaluator, Model};
 use crate::noise::NoiseSource;
 use crate::process::{Process, centered, uncentered};
-use graft_tensor::fused::lincomb;
-use graft_tensor::tch::{Kind, Tensor};
+use graft_tensor::fused::{lincomb, lincomb_rows, row_norms};
+use graft_tensor::tch::Tensor;
 
 /// Predictor–corrector with a Langevin corrector.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,14 +32,14 @@ impl Default for PredictorCorrector {
     }
 }
 
-fn norms(t: &Tensor, per_sample: bool) -> Tensor {
-    let n = t.size()[0];
-    let nrm = t.reshape([n, -1]).norm_scalaropt_dim(2.0, [1], false);
-    if per_sample {
-        nrm.reshape([n])
+/// Row norms of `t` (one per sample), or their batch mean for every row.
+fn norms(t: &Tensor, per_sample: bool) -> Result<Vec<f64>> {
+    let n = row_norms(t)?;
+    Ok(if per_sample || n.is_empty() {
+        n
     } else {
-        nrm.mean(Kind::Double).to_kind(t.kind()).expand([n], false)
-    }
+        vec![n.iter().sum::<f64>() / n.len() as f64; n.len()]
+    })
 }
 
 impl Sampler for PredictorCorrector {
@@ -61,19 +61,24 @@ impl Sampler for PredictorCorrector {
         let ev = Evaluator::new(process, model);
         let mut y = centered(process, x);
         let m = grid.len() - 1;
-        let shape_b: Vec<i64> = std::iter::once(-1)
-            .chain(std::iter::repeat_n(1, y.dim().saturating_sub(1)))
-            .collect();
         for (i, w) in grid.windows(2).enumerate() {
             let (s, t) = (w[0], w[1]);
             let a = (process.alpha(t) / process.alpha(s)).powi(2);
             for _ in 0..self.n_corr {
                 let score = ev.score(&y, s)?;
                 let z = noise.independent_normal(&y)?;
-                let ratio = norms(&z, self.per_sample_norms) / norms(&score, self.per_sample_norms);
-                let eps = (ratio * self.snr).square() * (2.0 * a);
-                let eps = eps.reshape(shape_b.as_slice());
-                y = &y + &score * &eps + z * (eps * 2.0).sqrt();
+                // y + ε s + √(2ε) z with ε per sample, in one pass.
+                let (nz, ns) = (
+                    norms(&z, self.per_sample_norms)?,
+                    norms(&score, self.per_sample_norms)?,
+                );
+                let eps: Vec<f64> = nz
+                    .iter()
+                    .zip(&ns)
+                    .map(|(z, s)| (z / s * self.snr).powi(2) * (2.0 * a))
+                    .collect();
+                let root: Vec<f64> = eps.iter().map(|e| (2.0 * e).sqrt()).collect();
+                y = lincomb_rows(&[(&[1.0], &y), (&eps, &score), (&root, &z)])?;
             }
             let score = ev.score(&y, s)?;
             let (f, g2, delta) = (process.drift_rate(s), process.g2(s), s - t);

@@ -7,7 +7,7 @@ use super::probe::probe;
 use crate::Result;
 use crate::stack::{RunOptions, Strategy};
 use crate::synth;
-use crate::unet::{UNet3d, UNetConfig, dice_scores, soft_dice_loss};
+use crate::unet::{UNet3d, UNetConfig, dice_bce_loss, dice_scores, soft_dice_loss};
 use graft_nn::experiment::{Claim, ExperimentContext};
 use graft_nn::plot::{Series, line_chart};
 use graft_tensor::tch::nn::{self, OptimizerConfig, VarStore};
@@ -288,77 +288,93 @@ pub fn report_memory(
     Ok(())
 }
 
-/// Trains both variants from the same initialisation and compares Dice on
-/// held-out volumes.
+/// Trains one arm from the initialisation `init` on the shared data stream
+/// and returns its held-out Dice per region (WT, TC, ET).
+fn train_arm(
+    ctx: &ExperimentContext,
+    strategy: Strategy,
+    init: i64,
+    side: i64,
+    steps: usize,
+    held_out: &[u64],
+) -> Result<Vec<f64>> {
+    graft_tensor::tch::manual_seed(init);
+    let vs = VarStore::new(Device::Cpu);
+    let net = UNet3d::new(&vs.root(), UNetConfig::new(LEVELS, 8, 1, EXPANSION))?;
+    let mut opt = nn::Adam::default().build(&vs, 3e-3)?;
+    for step in 0..steps {
+        let (x, y) = synth::batch(side, &[ctx.seed * 100_000 + step as u64])?;
+        opt.zero_grad();
+        let (logits, tape) = net.forward(&x, RunOptions::train(strategy))?;
+        let loss = dice_bce_loss(&logits, &y)?;
+        loss.f_backward()?;
+        net.backward(tape)?;
+        opt.step();
+    }
+    let mut scores = vec![0.0; 3];
+    for &s in held_out {
+        let (x, y) = synth::batch(side, &[s])?;
+        let (logits, _) = graft_tensor::tch::no_grad(|| {
+            net.forward(
+                &x,
+                RunOptions {
+                    train: false,
+                    ..RunOptions::train(Strategy::Reversible)
+                },
+            )
+        })?;
+        for (acc, d) in scores.iter_mut().zip(dice_scores(&logits, &y)?) {
+            *acc += d / held_out.len() as f64;
+        }
+    }
+    tracing::info!(
+        strategy = strategy.name(),
+        init,
+        wt = scores[0],
+        tc = scores[1],
+        et = scores[2],
+        "held-out Dice"
+    );
+    Ok(scores)
+}
+
+/// Trains both variants, each from its own initialisation, and compares
+/// Dice per region on held-out volumes; a second plain net from a third
+/// initialisation shows how far two runs of the same variant differ.
 pub fn report_parity(ctx: &ExperimentContext, claims: &mut Vec<Claim>) -> Result<()> {
     // The spec's 300 steps at S = 32 (full size). The arms start from
     // different initialisations (same data): with the same weights and
     // batches their gradients agree to 1e-6 and parity would follow from
-    // the gradient tests instead of being measured.
+    // the gradient tests instead of being measured. The loss is soft Dice
+    // plus BCE (a deviation from the spec's soft Dice, see
+    // docs/reversible.md): with soft Dice alone each net settled with one
+    // region predicted everywhere or nowhere.
     let side = ctx.pick(16, 32);
     let steps = ctx.pick(20, 300);
     let held_out: Vec<u64> = (0..ctx.pick(4, 16))
         .map(|i| 1_000_000 + ctx.seed * 1000 + i)
         .collect();
-    let mut dice = Vec::new();
-    for (arm, strategy) in [Strategy::Plain, Strategy::Reversible]
-        .into_iter()
-        .enumerate()
-    {
-        graft_tensor::tch::manual_seed(ctx.seed as i64 + 101 + 1000 * arm as i64);
-        let vs = VarStore::new(Device::Cpu);
-        let net = UNet3d::new(&vs.root(), UNetConfig::new(LEVELS, 8, 1, EXPANSION))?;
-        let mut opt = nn::Adam::default().build(&vs, 3e-3)?;
-        for step in 0..steps {
-            let (x, y) = synth::batch(side, &[ctx.seed * 100_000 + step as u64])?;
-            opt.zero_grad();
-            let (logits, tape) = net.forward(&x, RunOptions::train(strategy))?;
-            let loss = soft_dice_loss(&logits, &y)?;
-            loss.f_backward()?;
-            net.backward(tape)?;
-            opt.step();
-        }
-        let mut scores = vec![0.0; 3];
-        for &s in &held_out {
-            let (x, y) = synth::batch(side, &[s])?;
-            let (logits, _) = graft_tensor::tch::no_grad(|| {
-                net.forward(
-                    &x,
-                    RunOptions {
-                        train: false,
-                        ..RunOptions::train(Strategy::Reversible)
-                    },
-                )
-            })?;
-            for (acc, d) in scores.iter_mut().zip(dice_scores(&logits, &y)?) {
-                *acc += d / held_out.len() as f64;
-            }
-        }
-        tracing::info!(
-            strategy = strategy.name(),
-            wt = scores[0],
-            tc = scores[1],
-            et = scores[2],
-            "held-out Dice"
-        );
-        dice.push(scores);
-    }
+    let init = |arm: i64| ctx.seed as i64 + 101 + 1000 * arm;
+    let dice = [
+        train_arm(ctx, Strategy::Plain, init(0), side, steps, &held_out)?,
+        train_arm(ctx, Strategy::Reversible, init(1), side, steps, &held_out)?,
+    ];
+    let again = train_arm(ctx, Strategy::Plain, init(2), side, steps, &held_out)?;
     let mean = |d: &[f64]| d.iter().sum::<f64>() / d.len() as f64;
     let (p, r) = (mean(&dice[0]), mean(&dice[1]));
     // Per region: two nets can agree on the mean while each misses a
     // different region.
-    let worst = (0..3)
-        .map(|k| (dice[0][k] - dice[1][k]).abs())
-        .fold(0.0, f64::max);
+    let worst = |a: &[f64], b: &[f64]| (0..3).map(|k| (a[k] - b[k]).abs()).fold(0.0, f64::max);
+    let (gap, spread) = (worst(&dice[0], &dice[1]), worst(&dice[0], &again));
     claims.push(Claim::new(
         "unet-dice-parity",
-        &format!("reversible and non-reversible U-Nets, each from its own initialisation, reach the same Dice in every region (WT, TC, ET) on {} held-out volumes after {steps} steps at S = {side}: largest |difference| over the regions", held_out.len()),
+        &format!("reversible and non-reversible U-Nets, each from its own initialisation, reach the same Dice in every region (WT, TC, ET) on {} held-out volumes after {steps} steps at S = {side} (loss: soft Dice + BCE): largest |difference| over the regions", held_out.len()),
         "<= 0.02",
         format!(
-            "{worst:.4} (plain: WT {:.3} TC {:.3} ET {:.3}, mean {p:.3}; reversible: WT {:.3} TC {:.3} ET {:.3}, mean {r:.3}; difference of the means {:.4})",
-            dice[0][0], dice[0][1], dice[0][2], dice[1][0], dice[1][1], dice[1][2], (p - r).abs()
+            "{gap:.4} (plain: WT {:.3} TC {:.3} ET {:.3}, mean {p:.3}; reversible: WT {:.3} TC {:.3} ET {:.3}, mean {r:.3}; difference of the means {:.4}; for scale, a second plain net from another initialisation differs from the first by {spread:.4}: WT {:.3} TC {:.3} ET {:.3})",
+            dice[0][0], dice[0][1], dice[0][2], dice[1][0], dice[1][1], dice[1][2], (p - r).abs(), again[0], again[1], again[2]
         ),
-        worst <= 0.02,
+        gap <= 0.02,
     ));
     // Parity means little if a region is learnt by neither net.
     let weakest = dice
