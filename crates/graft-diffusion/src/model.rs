@@ -1,6 +1,6 @@
 //! The model interface and the NFE-counting evaluator the samplers call it through.
 
-use crate::param::{Coeffs, Parameterization, data_from, noise_from};
+use crate::param::{Coeffs, Parameterization, data_from, noise_coefficients, noise_from};
 use crate::process::{Process, centered};
 use crate::{Error, Result};
 use graft_tensor::fused::lincomb;
@@ -161,6 +161,25 @@ impl<'a> Evaluator<'a> {
     /// The score at centered `y` (one model call).
     pub fn score(&self, y: &Tensor, t: f64) -> Result<Tensor> {
         let sigma = self.process.sigma(t);
-        Ok(lincomb(&[(-1.0 / sigma, &self.noise(y, t)?)])?)
+        if self.thresholding.is_some() {
+            return Ok(lincomb(&[(-1.0 / sigma, &self.noise(y, t)?)])?);
+        }
+        // −ε̂/σ straight from the output: one pass instead of three.
+        let x = self.uncentered(y)?;
+        let (out, c) = self.raw(&x, t)?;
+        let (a, b) = noise_coefficients(self.model.parameterization(), c);
+        let (a, b) = (-a / sigma, -b / sigma);
+        let mu = match (self.model.parameterization(), self.process.mu()) {
+            (Parameterization::Data, Some(mu)) => Some(mu),
+            _ => None,
+        };
+        let mut terms = vec![(a, &out)];
+        if b != 0.0 {
+            terms.push((b, y));
+        }
+        if let Some(mu) = mu {
+            terms.push((-a, mu));
+        }
+        Ok(lincomb(&terms)?)
     }
 }

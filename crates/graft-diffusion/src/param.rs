@@ -71,13 +71,25 @@ impl Coeffs {
 pub fn noise_from(p: Parameterization, out: &Tensor, y: &Tensor, c: Coeffs) -> Result<Tensor> {
     Ok(match p {
         Parameterization::Noise => out.shallow_clone(),
-        Parameterization::Data => lincomb(&[(1.0 / c.sigma, y), (-c.alpha / c.sigma, out)])?,
-        Parameterization::Score => lincomb(&[(-c.sigma, out)])?,
+        _ => match noise_coefficients(p, c) {
+            (a, 0.0) => lincomb(&[(a, out)])?,
+            (a, b) => lincomb(&[(b, y), (a, out)])?,
+        },
+    })
+}
+
+/// `(a, b)` with `ε̂ = a·out + b·y` for a model output `out` of
+/// parameterization `p` (for `Data`, `out` centered) at centered `y`.
+pub fn noise_coefficients(p: Parameterization, c: Coeffs) -> (f64, f64) {
+    match p {
+        Parameterization::Noise => (1.0, 0.0),
+        Parameterization::Data => (-c.alpha / c.sigma, 1.0 / c.sigma),
+        Parameterization::Score => (-c.sigma, 0.0),
         Parameterization::Velocity => {
             let k = 1.0 / (c.sigma_inf * c.c2());
-            lincomb(&[(c.alpha * k, out), (c.sigma / c.sigma_inf * k, y)])?
+            (c.alpha * k, c.sigma / c.sigma_inf * k)
         }
-    })
+    }
 }
 
 /// The centered `x̂0 − μ` from a model output `out` of parameterization `p`

@@ -567,3 +567,33 @@ fn pc_corrector_is_the_langevin_update() {
         );
     }
 }
+
+/// The evaluator's one-pass score is `−ε̂/σ` for every parameterization,
+/// with and without a process mean μ.
+#[test]
+fn the_one_pass_score_is_minus_the_noise_over_sigma() {
+    use graft_diffusion::model::Evaluator;
+    let g = Gmm::new(
+        vec![1.0, 2.0],
+        t2(&[vec![-1.0, 0.5], vec![0.7, 0.2]]),
+        vec![0.3, 0.5],
+    )
+    .unwrap();
+    let y = randn(&mut rng(8), 5, 2);
+    for mu in [None, Some(t1(&[0.4, -0.3]))] {
+        let p = cosine(0.8, mu);
+        for param in [P::Noise, P::Data, P::Score, P::Velocity] {
+            let m = oracle(&g, p.clone(), param);
+            let ev = Evaluator::new(&*p, &m);
+            for t in [0.1, 0.5, 0.9] {
+                let got = ev.score(&y, t).unwrap();
+                let want = ev.noise(&y, t).unwrap() * (-1.0 / p.sigma(t));
+                assert!(
+                    max_abs(&got, &want) < 1e-12 * (1.0 + max_norm(&want)),
+                    "{param:?} at {t}: {}",
+                    max_abs(&got, &want)
+                );
+            }
+        }
+    }
+}

@@ -360,10 +360,37 @@ fn run_rows<T: Elem>(terms: &[(&[f64], &Tensor)], out: &Tensor, rows: usize) {
         .collect();
     let dst = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut T, n) };
     let width = n / rows;
+    macro_rules! dispatch {
+        ($($k:literal)*) => {
+            match inputs.len() {
+                $($k => each_row::<T, $k>(&inputs, dst, width),)*
+                _ => each_row_any(&inputs, dst, width),
+            }
+        };
+    }
+    dispatch!(1 2 3 4 5 6);
+}
+
+/// Row by row through the register loop of [`lincomb`], `N` terms.
+fn each_row<T: Elem, const N: usize>(inputs: &[(&[f64], &[T])], dst: &mut [T], width: usize) {
+    for (r, row) in dst.chunks_mut(width).enumerate() {
+        let terms: [(f64, &[T]); N] = std::array::from_fn(|k| {
+            let (c, src) = inputs[k];
+            (
+                if c.len() == 1 { c[0] } else { c[r] },
+                &src[r * width..(r + 1) * width],
+            )
+        });
+        rows_dispatch::<T, N>(0.0, &terms, row, width);
+    }
+}
+
+/// Any number of terms, one element at a time.
+fn each_row_any<T: Elem>(inputs: &[(&[f64], &[T])], dst: &mut [T], width: usize) {
     for (r, row) in dst.chunks_mut(width).enumerate() {
         for (j, o) in row.iter_mut().enumerate() {
             let mut acc = 0.0;
-            for (c, src) in &inputs {
+            for (c, src) in inputs {
                 let c = if c.len() == 1 { c[0] } else { c[r] };
                 acc += c * src[r * width + j].widen();
             }

@@ -261,6 +261,25 @@ mod per_row {
     }
 
     #[test]
+    fn seven_terms_take_the_general_loop_and_agree() {
+        tch::manual_seed(5);
+        let ts: Vec<Tensor> = (0..7)
+            .map(|_| Tensor::randn([4, 9], (Kind::Double, Device::Cpu)))
+            .collect();
+        let coefs: Vec<Vec<f64>> = (0..7)
+            .map(|k| (0..4).map(|r| (k * 4 + r) as f64 * 0.1 - 1.0).collect())
+            .collect();
+        let args: Vec<(&[f64], &Tensor)> = coefs
+            .iter()
+            .zip(&ts)
+            .map(|(c, t)| (c.as_slice(), t))
+            .collect();
+        let got = lincomb_rows(&args).unwrap();
+        let want = reference(&coefs.iter().cloned().zip(ts.iter()).collect::<Vec<_>>());
+        assert!(max_abs_diff(&got, &want) < 1e-12);
+    }
+
+    #[test]
     fn mismatched_shapes_and_coefficient_counts_are_errors() {
         let a = Tensor::zeros([3, 2], (Kind::Float, Device::Cpu));
         let b = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
