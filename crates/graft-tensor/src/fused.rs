@@ -399,13 +399,24 @@ fn each_row_any<T: Elem>(inputs: &[(&[f64], &[T])], dst: &mut [T], width: usize)
     }
 }
 
+/// Row norms with eight independent f64 accumulators per row (a single
+/// running sum would wait on every addition's latency).
 fn norms_of<T: Elem>(s: &[T], width: usize) -> Vec<f64> {
     s.chunks(width.max(1))
         .map(|row| {
-            row.iter()
+            let mut acc = [0.0f64; 8];
+            let mut lanes = row.chunks_exact(8);
+            for c in &mut lanes {
+                for (a, v) in acc.iter_mut().zip(c) {
+                    *a += v.widen() * v.widen();
+                }
+            }
+            let tail: f64 = lanes
+                .remainder()
+                .iter()
                 .map(|v| v.widen() * v.widen())
-                .sum::<f64>()
-                .sqrt()
+                .sum();
+            (acc.iter().sum::<f64>() + tail).sqrt()
         })
         .collect()
 }
