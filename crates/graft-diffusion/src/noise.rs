@@ -199,13 +199,13 @@ impl BrownianTree {
         v
     }
 
-    /// Index into `recent` of W(t) for `n` values: bisection from
+    /// Makes W(t) for `n` values the most recent entry of `recent`: bisection from
     /// `[t_lo, t_hi]` down `depth` levels (Brownian bridges at the
     /// midpoints, each drawn from its node's own stream), then linear in the
     /// last interval; a time that is a node's end stops there. The levels
     /// the last query's path shares with this one are reused, and so are
     /// the last two values.
-    fn value(&mut self, t: f64, n: usize) -> usize {
+    fn value(&mut self, t: f64, n: usize) {
         let t = t.clamp(self.t_lo, self.t_hi);
         if let Some(i) = self
             .recent
@@ -213,9 +213,10 @@ impl BrownianTree {
             .position(|(s, w)| *s == t && w.len() == n)
         {
             // Most recent last, so the next miss evicts the other one.
-            let hit = self.recent.remove(i).expect("the position just found");
-            self.recent.push_back(hit);
-            return self.recent.len() - 1;
+            if let Some(hit) = self.recent.remove(i) {
+                self.recent.push_back(hit);
+            }
+            return;
         }
         if self.values.get(1).is_none_or(|w| w.len() != n) {
             self.draw(0, n);
@@ -298,7 +299,6 @@ impl BrownianTree {
             out.extend(wa.iter().zip(wb).map(|(&a, &b)| a + w * (b - a)));
         }
         self.recent.push_back((t, out));
-        self.recent.len() - 1
     }
 }
 
@@ -324,18 +324,32 @@ impl NoiseSource for BrownianTree {
             });
         }
         let n = like.numel();
-        // W(t_to) is the most recent entry while W(t_from) is found or made,
-        // so the second query never evicts the first.
+        // W(t_from) first: a sampler's step starts where the last one
+        // ended, so it is found and becomes the most recent, and the miss on
+        // t_to evicts the other entry (asking for t_to first evicted
+        // W(t_from), whose path was then drawn again).
+        self.value(t_from, n);
         self.value(t_to, n);
-        let i0 = self.value(t_from, n);
-        // Times clamped to the same end share one entry (a zero increment).
-        let clamp = |t: f64| t.clamp(self.t_lo, self.t_hi);
-        let i1 = if clamp(t_to) == clamp(t_from) {
-            i0
-        } else {
-            1 - i0
+        let (c_from, c_to) = (
+            t_from.clamp(self.t_lo, self.t_hi),
+            t_to.clamp(self.t_lo, self.t_hi),
+        );
+        let (mut w0, mut w1) = (None, None);
+        for (s, w) in &self.recent {
+            if *s == c_from {
+                w0 = Some(w);
+            }
+            if *s == c_to {
+                w1 = Some(w);
+            }
+        }
+        let (Some(w0), Some(w1)) = (w0, w1) else {
+            return Err(Error::Invalid {
+                name: "t_to",
+                value: t_to,
+                reason: "internal: the Brownian tree lost a value it had just made",
+            });
         };
-        let (w1, w0) = (&self.recent[i1].1, &self.recent[i0].1);
         let sd = dt.sqrt();
         let z = w1.iter().zip(w0).map(|(a, b)| (a - b) / sd);
         let out = if like.kind() == Kind::Float {

@@ -333,8 +333,8 @@ pub fn lincomb_rows(terms: &[(&[f64], &Tensor)]) -> Result<Tensor> {
         .collect();
     let mut acc: Option<Tensor> = None;
     for (c, t) in terms {
+        // f64 coefficients: the product promotes, the sum is rounded once.
         let c = Tensor::from_slice(c)
-            .f_to_kind(t.kind())?
             .f_to_device(t.device())?
             .f_reshape(coef_shape.as_slice())?;
         let term = t.f_mul(&c)?;
@@ -343,7 +343,9 @@ pub fn lincomb_rows(terms: &[(&[f64], &Tensor)]) -> Result<Tensor> {
             Some(a) => a.f_add(&term)?,
         });
     }
-    acc.ok_or_else(|| Error::Invalid("lincomb_rows needs at least one term".to_string()))
+    acc.ok_or_else(|| Error::Invalid("lincomb_rows needs at least one term".to_string()))?
+        .f_to_kind(kind)
+        .map_err(Error::from)
 }
 
 fn run_rows<T: Elem>(terms: &[(&[f64], &Tensor)], out: &Tensor, rows: usize) {
@@ -450,6 +452,9 @@ pub fn row_norms(t: &Tensor) -> Result<Vec<f64>> {
                 width,
             )
         });
+    }
+    if t.numel() == 0 {
+        return Ok(vec![0.0; rows.max(0) as usize]);
     }
     let flat = t.f_reshape([rows, -1])?.f_to_kind(Kind::Double)?;
     let norms = flat.f_norm_scalaropt_dim(2.0, [1], false)?;

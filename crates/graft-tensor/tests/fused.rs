@@ -291,5 +291,12 @@ mod per_row {
         assert!(msg.contains("2 coefficients for 3 rows"), "{msg}");
         assert!(lincomb_rows(&[]).is_err());
         assert!(row_norms(&Tensor::from(1.0f32)).is_err());
+        // Empty batches and empty rows have norms, not errors.
+        let empty = Tensor::zeros([0, 3], (Kind::Float, Device::Cpu));
+        assert_eq!(row_norms(&empty).unwrap(), Vec::<f64>::new());
+        let no_cols = Tensor::zeros([2, 0], (Kind::Float, Device::Cpu));
+        assert_eq!(row_norms(&no_cols).unwrap(), vec![0.0, 0.0]);
+        let out = lincomb_rows(&[(&[1.0], &empty)]).unwrap();
+        assert_eq!(out.size(), vec![0, 3]);
     }
 }
