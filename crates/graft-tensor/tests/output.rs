@@ -249,7 +249,19 @@ fn a_killed_atomic_writer_leaves_the_file_absent_or_whole() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(40 + 37 * k));
+        // Odd rounds kill at a fixed delay (often before the first commit:
+        // a child linking libtorch can take longer than that to start);
+        // even rounds wait for a first commit, then kill mid-rewrite, so
+        // at least one kill lands after a commit on any machine.
+        if k % 2 == 0 {
+            let start = std::time::Instant::now();
+            while !dest.exists() && start.elapsed() < std::time::Duration::from_secs(60) {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(3 + 11 * k));
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(40 + 37 * k));
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         if let Ok(bytes) = fs::read(&dest) {
